@@ -1,0 +1,1 @@
+"""Storage: PostgreSQL + TimescaleDB — migrations, tenants, the series catalog and samples."""

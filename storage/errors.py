@@ -1,0 +1,35 @@
+"""Storage errors: the driver's exceptions translated into named domain failures."""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Root of every error the storage layer raises; its message is one line for a person."""
+
+
+class DatabaseUnavailable(StorageError):
+    """The database could not be reached or refused the connection."""
+
+
+class TimescaleDBUnavailable(StorageError):
+    """TimescaleDB is missing, not preloaded, or older than Vigil supports."""
+
+
+class MigrationError(StorageError):
+    """A migration could not be applied, or an applied one was changed afterwards."""
+
+
+class TenantNotFound(StorageError):
+    """No tenant by that name or id."""
+
+
+class TenantExists(StorageError):
+    """A tenant by that name already exists."""
+
+
+class InvalidTenant(StorageError):
+    """A tenant name or setting that breaks the rules."""
+
+
+class ApiKeyNotFound(StorageError):
+    """No API key with that id."""

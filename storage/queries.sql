@@ -1,0 +1,92 @@
+-- Named queries of the storage layer. Each block starts with `-- name --` and a
+-- one-line description; storage/queries.py loads them once.
+
+-- insert_tenant --
+-- Creates a tenant; returns nothing when the name is taken.
+INSERT INTO vigil.tenant (name, out_of_order_window)
+VALUES (%(name)s, %(out_of_order_window)s)
+ON CONFLICT (name) DO NOTHING
+RETURNING id, name, out_of_order_window, created_at;
+
+-- select_tenants --
+-- All tenants with their count of active API keys, by name.
+SELECT t.id, t.name, t.out_of_order_window, t.created_at,
+       count(k.prefix) FILTER (WHERE k.revoked_at IS NULL) AS active_keys
+FROM vigil.tenant AS t
+LEFT JOIN vigil.api_key AS k ON k.tenant_id = t.id
+GROUP BY t.id
+ORDER BY t.name;
+
+-- select_tenant_by_name --
+-- One tenant by name.
+SELECT id, name, out_of_order_window, created_at
+FROM vigil.tenant
+WHERE name = %(name)s;
+
+-- insert_api_key --
+-- Stores a new key's prefix and hash for a tenant.
+INSERT INTO vigil.api_key (prefix, tenant_id, key_hash)
+VALUES (%(prefix)s, %(tenant_id)s, %(key_hash)s);
+
+-- revoke_api_key --
+-- Marks a key revoked; returns the tenant it belonged to, or nothing if unknown.
+UPDATE vigil.api_key
+SET revoked_at = coalesce(revoked_at, now())
+WHERE prefix = %(prefix)s
+RETURNING tenant_id;
+
+-- select_api_key --
+-- The tenant and hash of an active key, by its public prefix.
+SELECT k.key_hash, t.id, t.name, t.out_of_order_window, t.created_at
+FROM vigil.api_key AS k
+JOIN vigil.tenant AS t ON t.id = k.tenant_id
+WHERE k.prefix = %(prefix)s AND k.revoked_at IS NULL;
+
+-- insert_series --
+-- Registers series new to the catalog; rows another writer registered first are skipped.
+INSERT INTO vigil.series (tenant_id, metric, labels, fingerprint, first_seen, last_seen)
+SELECT %(tenant_id)s, n.metric, n.labels::jsonb, n.fingerprint, n.first_seen, n.last_seen
+FROM unnest(
+    %(metrics)s::text[], %(labels)s::text[], %(fingerprints)s::bytea[],
+    %(first_seen)s::timestamptz[], %(last_seen)s::timestamptz[]
+) AS n (metric, labels, fingerprint, first_seen, last_seen)
+ORDER BY n.fingerprint
+ON CONFLICT (tenant_id, fingerprint) DO NOTHING;
+
+-- select_series_by_fingerprint --
+-- Ids and last-seen times of a tenant's series, by fingerprint.
+SELECT fingerprint, id, last_seen
+FROM vigil.series
+WHERE tenant_id = %(tenant_id)s AND fingerprint = ANY(%(fingerprints)s::bytea[]);
+
+-- touch_series --
+-- Moves series' last_seen forward (never back), in id order so writers cannot deadlock.
+UPDATE vigil.series AS s
+SET last_seen = t.last_seen
+FROM (
+    SELECT id, last_seen
+    FROM unnest(%(ids)s::bigint[], %(last_seen)s::timestamptz[]) AS u (id, last_seen)
+    ORDER BY id
+) AS t
+WHERE s.id = t.id AND s.last_seen < t.last_seen;
+
+-- claim_batch --
+-- Records a tenant's batch in the write ledger; returns nothing if it was written before.
+INSERT INTO vigil.write_ledger (batch_time, tenant_id, batch_key, samples)
+VALUES (%(batch_time)s, %(tenant_id)s, %(batch_key)s, %(samples)s)
+ON CONFLICT DO NOTHING
+RETURNING batch_key;
+
+-- copy_samples --
+-- Streams samples in PostgreSQL's binary COPY format (storage/copy_binary.py).
+COPY vigil.samples_raw (time, series_id, value) FROM STDIN (FORMAT BINARY);
+
+-- copy_samples_out --
+-- Streams one range of samples for a set of series, ordered, in binary COPY format.
+COPY (
+    SELECT time, series_id, value
+    FROM vigil.samples
+    WHERE series_id = ANY(%(series_ids)s::bigint[])
+      AND time >= %(start)s AND time < %(end)s
+    ORDER BY series_id, time
+) TO STDOUT (FORMAT BINARY);

@@ -1,0 +1,131 @@
+"""Writing and reading raw samples, exactly once, at COPY speed.
+
+Idempotency choice: every batch carries a key, and the key is recorded in
+`vigil.write_ledger` in the same transaction as the batch's rows, which arrive by
+plain binary COPY into a table without a unique key. A batch written twice finds its
+key already claimed and writes nothing. The rejected alternative, COPY into a
+staging table and then `INSERT … ON CONFLICT DO NOTHING` against a unique
+(series_id, time) key, needs that unique index and a second pass over every row;
+bench/write_path.py measures both in one run (see its output for the figures).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+
+from storage.copy_binary import decode_samples, encode_samples
+from storage.queries import query
+from storage.series import SeriesCatalog, SeriesKey, SeriesTimes
+from storage.timestamps import to_datetime
+
+# COPY data is streamed in pieces of this size rather than as one buffer.
+_COPY_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class SeriesSamples:
+    """One series' samples: parallel arrays of Unix-microsecond times and values."""
+
+    key: SeriesKey
+    times_us: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+
+    def __post_init__(self) -> None:
+        if self.times_us.shape != self.values.shape or self.times_us.ndim != 1:
+            raise ValueError("times_us and values must be 1-d arrays of one length")
+
+
+@dataclass(frozen=True)
+class SampleBatch:
+    """Samples of one tenant written atomically; `key` names this batch among the tenant's."""
+
+    key: str
+    tenant_id: UUID
+    series: Sequence[SeriesSamples]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What writing a batch did: `duplicate` means its key was already written."""
+
+    samples: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class SampleColumns:
+    """Samples as parallel arrays, ordered by series id then time."""
+
+    series_ids: npt.NDArray[np.int64]
+    times_us: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+
+
+class SampleWriter:
+    """Writes sample batches: series resolved through the catalog, rows by binary COPY."""
+
+    def __init__(self, catalog: SeriesCatalog) -> None:
+        self._catalog = catalog
+
+    def write(self, conn: psycopg.Connection, batch: SampleBatch) -> WriteResult:
+        """Store a batch exactly once; `conn` is in autocommit mode."""
+        parts = [part for part in batch.series if len(part.times_us)]
+        if not parts:
+            return WriteResult(samples=0, duplicate=False)
+        lengths = np.fromiter((len(part.times_us) for part in parts), np.int64, len(parts))
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        times = np.concatenate([part.times_us for part in parts]).astype(np.int64, copy=False)
+        values = np.concatenate([part.values for part in parts]).astype(np.float64, copy=False)
+        firsts = np.minimum.reduceat(times, starts).tolist()
+        lasts = np.maximum.reduceat(times, starts).tolist()
+        ids = self._catalog.resolve(
+            conn,
+            batch.tenant_id,
+            [
+                SeriesTimes(part.key, first, last)
+                for part, first, last in zip(parts, firsts, lasts, strict=True)
+            ],
+        )
+        payload = encode_samples(times, np.repeat(np.asarray(ids, np.int64), lengths), values)
+        with conn.transaction():
+            claimed = conn.execute(
+                query("claim_batch"),
+                {
+                    "batch_time": to_datetime(min(firsts)),
+                    "tenant_id": batch.tenant_id,
+                    "batch_key": batch.key,
+                    "samples": len(times),
+                },
+            ).fetchone()
+            if claimed is None:
+                return WriteResult(samples=len(times), duplicate=True)
+            with conn.cursor().copy(query("copy_samples")) as copy:
+                view = memoryview(payload)
+                for offset in range(0, len(view), _COPY_CHUNK):
+                    copy.write(view[offset : offset + _COPY_CHUNK])
+        return WriteResult(samples=len(times), duplicate=False)
+
+
+def read_samples(
+    conn: psycopg.Connection, series_ids: Sequence[int], start_us: int, end_us: int
+) -> SampleColumns:
+    """The samples of these series with start_us <= time < end_us, through `vigil.samples`."""
+    chunks: list[bytes] = []
+    with conn.cursor().copy(
+        query("copy_samples_out"),
+        {
+            "series_ids": list(series_ids),
+            "start": to_datetime(start_us),
+            "end": to_datetime(end_us),
+        },
+    ) as copy:
+        for data in copy:
+            chunks.append(bytes(data))
+    times, ids, values = decode_samples(b"".join(chunks))
+    return SampleColumns(series_ids=ids, times_us=times, values=values)

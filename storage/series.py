@@ -1,0 +1,158 @@
+"""The series catalog: (tenant, metric, labels) resolved to stable series ids."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from uuid import UUID
+
+import psycopg
+
+from storage.queries import query
+from storage.timestamps import to_datetime, to_unix_us
+
+# `last_seen` moves only when a sample is this much newer than the recorded value, so
+# steady ingestion does not rewrite catalog rows (one update per series per window).
+LAST_SEEN_RESOLUTION_US = int(timedelta(minutes=10).total_seconds() * 1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesKey:
+    """A metric name and its label set, labels sorted by name (`__name__` excluded)."""
+
+    metric: str
+    labels: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, metric: str, labels: Mapping[str, str]) -> SeriesKey:
+        """The key for a metric and an unordered label mapping."""
+        return cls(metric, tuple(sorted(labels.items())))
+
+    def fingerprint(self) -> bytes:
+        """A 128-bit digest, the same in every process and release, unique per key.
+
+        0xFF and 0xFE never occur in UTF-8, so they separate fields unambiguously.
+        """
+        digest = hashlib.blake2b(self.metric.encode(), digest_size=16)
+        for name, value in self.labels:
+            digest.update(b"\xff" + name.encode() + b"\xfe" + value.encode())
+        return digest.digest()
+
+
+@dataclass(slots=True)
+class _Known:
+    id: int
+    last_seen_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesTimes:
+    """A series in a batch, with its earliest and latest sample (Unix µs)."""
+
+    key: SeriesKey
+    first_us: int
+    last_us: int
+
+
+class SeriesCatalog:
+    """Resolves series to ids through an in-process cache and one bulk upsert for misses.
+
+    The cache is bounded and evicts in insertion order (oldest first): cheaper than
+    LRU bookkeeping on every hit, and an evicted hot series costs one catalog read.
+    """
+
+    def __init__(self, max_cached: int = 1_000_000) -> None:
+        self._max_cached = max_cached
+        self._known: dict[tuple[UUID, SeriesKey], _Known] = {}
+
+    @property
+    def cached(self) -> int:
+        """How many series ids are in memory."""
+        return len(self._known)
+
+    def resolve(
+        self, conn: psycopg.Connection, tenant_id: UUID, series: Sequence[SeriesTimes]
+    ) -> list[int]:
+        """Series ids in the order given, registering unknown series and advancing last_seen.
+
+        `conn` is in autocommit mode: registration commits in its own short transaction,
+        never inside the caller's, so a new series stays registered even if the
+        caller's write then fails, and no catalog lock is held during a long COPY.
+        """
+        ids: list[int] = [0] * len(series)
+        missing: dict[bytes, list[int]] = {}
+        stale: dict[int, int] = {}
+        for position, item in enumerate(series):
+            known = self._known.get((tenant_id, item.key))
+            if known is None:
+                missing.setdefault(item.key.fingerprint(), []).append(position)
+                continue
+            ids[position] = known.id
+            if item.last_us >= known.last_seen_us + LAST_SEEN_RESOLUTION_US:
+                stale[known.id] = max(stale.get(known.id, 0), item.last_us)
+                known.last_seen_us = item.last_us
+        if missing:
+            stale.update(self._register(conn, tenant_id, series, missing, ids))
+        if stale:
+            self._touch(conn, stale)
+        return ids
+
+    def _register(
+        self,
+        conn: psycopg.Connection,
+        tenant_id: UUID,
+        series: Sequence[SeriesTimes],
+        missing: dict[bytes, list[int]],
+        ids: list[int],
+    ) -> dict[int, int]:
+        """Insert the missing series, fill in their ids; returns known ones whose last_seen lags."""
+        fingerprints = sorted(missing)
+        firsts = [min(series[p].first_us for p in missing[f]) for f in fingerprints]
+        lasts = [max(series[p].last_us for p in missing[f]) for f in fingerprints]
+        keys = [series[missing[f][0]].key for f in fingerprints]
+        conn.execute(
+            query("insert_series"),
+            {
+                "tenant_id": tenant_id,
+                "metrics": [key.metric for key in keys],
+                "labels": [json.dumps(dict(key.labels)) for key in keys],
+                "fingerprints": fingerprints,
+                "first_seen": [to_datetime(us) for us in firsts],
+                "last_seen": [to_datetime(us) for us in lasts],
+            },
+        )
+        # A separate statement: its snapshot sees rows that concurrent writers committed
+        # while our insert waited on them, which a CTE in the same statement would not.
+        rows = conn.execute(
+            query("select_series_by_fingerprint"),
+            {"tenant_id": tenant_id, "fingerprints": fingerprints},
+        ).fetchall()
+        lagging: dict[int, int] = {}
+        found = {fingerprint: (series_id, last_seen) for fingerprint, series_id, last_seen in rows}
+        for fingerprint, key, last_us in zip(fingerprints, keys, lasts, strict=True):
+            series_id, last_seen = found[fingerprint]
+            recorded_us = to_unix_us(last_seen)
+            if last_us >= recorded_us + LAST_SEEN_RESOLUTION_US:
+                lagging[series_id] = last_us
+                recorded_us = last_us
+            self._remember(tenant_id, key, _Known(series_id, recorded_us))
+            for position in missing[fingerprint]:
+                ids[position] = series_id
+        return lagging
+
+    def _remember(self, tenant_id: UUID, key: SeriesKey, known: _Known) -> None:
+        if len(self._known) >= self._max_cached:
+            for evicted in list(self._known)[: max(1, self._max_cached // 10)]:
+                del self._known[evicted]
+        self._known[(tenant_id, key)] = known
+
+    @staticmethod
+    def _touch(conn: psycopg.Connection, last_seen_us: dict[int, int]) -> None:
+        ids = sorted(last_seen_us)
+        conn.execute(
+            query("touch_series"),
+            {"ids": ids, "last_seen": [to_datetime(last_seen_us[i]) for i in ids]},
+        )

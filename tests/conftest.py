@@ -1,0 +1,49 @@
+"""Session fixtures: the real local PostgreSQL + TimescaleDB and Redis, migrated once."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from storage import tenants
+from storage.database import connect
+from storage.migrations import migrate
+from vigil.services import local_services
+from vigil.settings import LOCAL_POSTGRES_PORT, Settings
+
+# Tests never touch the demo's database, even when pytest is run by hand.
+os.environ.setdefault(
+    "VIGIL_DATABASE_URL", f"postgresql://vigil@127.0.0.1:{LOCAL_POSTGRES_PORT}/vigil_test"
+)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def database_url(settings: Settings) -> Iterator[str]:
+    """The test database, with services up and migrations applied; stops what it started."""
+    started = [service for service in local_services(settings) if service.up()]
+    with connect(settings.database_url) as conn:
+        migrate(conn, samples_chunk_interval=settings.storage.samples_chunk_interval)
+    yield settings.database_url
+    for service in reversed(started):
+        service.down()
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection]:
+    with connect(database_url) as connection:
+        yield connection
+
+
+@pytest.fixture
+def tenant(conn: psycopg.Connection) -> tenants.Tenant:
+    """A fresh tenant, so tests never see each other's series."""
+    return tenants.create_tenant(conn, f"t-{uuid.uuid4().hex[:16]}").tenant

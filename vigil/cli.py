@@ -1,0 +1,266 @@
+"""The `vigil` command line: a thin layer that parses arguments and calls the domain."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from types import FrameType
+from typing import Annotated, NoReturn
+
+import psycopg
+import typer
+from pydantic import ValidationError
+
+from storage import tenants
+from storage.database import connect, redact
+from storage.errors import StorageError, TenantExists
+from storage.migrations import migrate as apply_migrations
+from vigil.durations import format_duration, parse_duration
+from vigil.services import ServiceError, local_services
+from vigil.settings import Settings
+
+app = typer.Typer(
+    help="Vigil: a metrics monitoring platform on PostgreSQL + TimescaleDB and Redis.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+services_app = typer.Typer(help="Run the project-local PostgreSQL + TimescaleDB and Redis.")
+tenants_app = typer.Typer(help="Manage tenants and their API keys.")
+app.add_typer(services_app, name="services", no_args_is_help=True)
+app.add_typer(tenants_app, name="tenants", no_args_is_help=True)
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"vigil: error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        variable = "VIGIL_" + "__".join(str(part) for part in error["loc"]).upper()
+        _fail(f"invalid setting {variable}: {error['msg'].removeprefix('Value error, ')}")
+
+
+@contextmanager
+def _expected_failures() -> Iterator[None]:
+    """Turn the domain's expected failures into one line on stderr and exit status 1."""
+    try:
+        yield
+    except (StorageError, ServiceError) as exc:
+        _fail(str(exc))
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[psycopg.Connection]:
+    with _expected_failures(), connect(settings.database_url) as conn:
+        yield conn
+
+
+def _duration_option(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+@services_app.command("up")
+def services_up() -> None:
+    """Start the local services (initialising them on first use)."""
+    settings = _settings()
+    with _expected_failures():
+        for service in local_services(settings):
+            started = service.up()
+            state = service.status()
+            verb = "started" if started else ("running" if state.running else "skipped")
+            typer.echo(f"{service.name}: {verb} ({state.detail})")
+
+
+@services_app.command("down")
+def services_down() -> None:
+    """Stop the local services that `up` started."""
+    settings = _settings()
+    with _expected_failures():
+        for service in reversed(local_services(settings)):
+            stopped = service.down()
+            typer.echo(f"{service.name}: {'stopped' if stopped else 'not running'}")
+
+
+@services_app.command("status")
+def services_status() -> None:
+    """Show whether each local service runs; exit 1 if a managed one is down."""
+    settings = _settings()
+    healthy = True
+    with _expected_failures():
+        for service in local_services(settings):
+            state = service.status()
+            word = "running" if state.running else ("external" if not state.managed else "stopped")
+            healthy &= state.running or not state.managed
+            typer.echo(f"{state.name}: {word} ({state.detail})")
+    if not healthy:
+        raise typer.Exit(1)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending schema migrations; safe to run again."""
+    settings = _settings()
+    with _database(settings) as conn:
+        report = apply_migrations(
+            conn, samples_chunk_interval=settings.storage.samples_chunk_interval
+        )
+    for migration in report.applied:
+        typer.echo(f"applied {migration.version:04d}_{migration.name}")
+    typer.echo(
+        f"schema up to date on {redact(settings.database_url)} "
+        f"(TimescaleDB {report.timescaledb.version}, {report.timescaledb.license} license)"
+    )
+
+
+def _print_key(issued: tenants.IssuedKey, as_json: bool) -> None:
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "tenant_id": str(issued.tenant.id),
+                    "tenant": issued.tenant.name,
+                    "key_id": issued.key_id,
+                    "api_key": issued.key,
+                }
+            )
+        )
+        return
+    typer.echo(f"tenant  {issued.tenant.name} ({issued.tenant.id})")
+    typer.echo(f"key id  {issued.key_id}")
+    typer.echo(f"API key {issued.key}")
+    typer.echo("The API key is shown only now; store it somewhere safe.")
+
+
+@tenants_app.command("create")
+def tenants_create(
+    name: Annotated[str, typer.Argument(help="Lowercase letters, digits, '.', '_' or '-'.")],
+    out_of_order_window: Annotated[
+        str, typer.Option(help="How late a sample may arrive, e.g. 2h or 1d.")
+    ] = "2h",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Create a tenant and print its first API key (shown once)."""
+    window = _duration_option(out_of_order_window)
+    with _database(_settings()) as conn:
+        issued = tenants.create_tenant(conn, name, out_of_order_window=window)
+    _print_key(issued, as_json)
+
+
+@tenants_app.command("create-key")
+def tenants_create_key(
+    name: Annotated[str, typer.Argument(help="The tenant's name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Issue another API key for a tenant (to rotate keys)."""
+    with _database(_settings()) as conn:
+        issued = tenants.create_api_key(conn, name)
+    _print_key(issued, as_json)
+
+
+@tenants_app.command("list")
+def tenants_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """List tenants with their out-of-order window and active key count."""
+    with _database(_settings()) as conn:
+        summaries = tenants.list_tenants(conn)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "tenant_id": str(s.tenant.id),
+                        "name": s.tenant.name,
+                        "out_of_order_window_s": s.tenant.out_of_order_window.total_seconds(),
+                        "active_keys": s.active_keys,
+                        "created_at": s.tenant.created_at.isoformat(),
+                    }
+                    for s in summaries
+                ]
+            )
+        )
+        return
+    typer.echo(f"{'NAME':<24} {'TENANT ID':<36}  {'OOO WINDOW':>10}  KEYS")
+    for s in summaries:
+        typer.echo(
+            f"{s.tenant.name:<24} {s.tenant.id!s:<36}  "
+            f"{format_duration(s.tenant.out_of_order_window):>10}  {s.active_keys}"
+        )
+
+
+@tenants_app.command("revoke-key")
+def tenants_revoke_key(
+    key_id: Annotated[str, typer.Argument(help="The key id printed when the key was issued.")],
+) -> None:
+    """Revoke an API key; requests with it get 401 from then on."""
+    with _database(_settings()) as conn:
+        tenants.revoke_api_key(conn, key_id)
+    typer.echo(f"revoked {key_id}")
+
+
+def _demo_key(settings: Settings, conn: psycopg.Connection) -> str:
+    """The demo tenant's API key, kept in the data folder so every `vigil up` shows it."""
+    key_file = settings.data_dir / "demo-api-key"
+    if key_file.exists():
+        key = key_file.read_text().strip()
+        if tenants.authenticate(conn, key) is not None:
+            return key
+    try:
+        issued = tenants.create_tenant(conn, "demo")
+    except TenantExists:
+        issued = tenants.create_api_key(conn, "demo")
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key_file.touch(mode=0o600)
+    key_file.write_text(issued.key + "\n")
+    return issued.key
+
+
+@app.command()
+def up() -> None:
+    """Start everything for a local Vigil, print where it is, and stop it on Ctrl-C."""
+    settings = _settings()
+    started = []
+    stop = False
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        with _expected_failures():
+            for service in local_services(settings):
+                if service.up():
+                    started.append(service)
+            with connect(settings.database_url) as conn:
+                apply_migrations(
+                    conn, samples_chunk_interval=settings.storage.samples_chunk_interval
+                )
+                key = _demo_key(settings, conn)
+        typer.echo("Vigil is up.")
+        typer.echo(f"  PostgreSQL  {redact(settings.database_url)}")
+        typer.echo(f"  Redis       {redact(settings.redis_url)}")
+        typer.echo("  tenant      demo")
+        typer.echo(f"  API key     {key}")
+        typer.echo("Press Ctrl-C to stop.")
+        sys.stdout.flush()
+        while not stop:
+            signal.pause()
+    finally:
+        with _expected_failures():
+            for service in reversed(started):
+                service.down()
+                typer.echo(f"{service.name}: stopped")
