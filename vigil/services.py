@@ -63,17 +63,51 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class LocalPostgres:
+class _LocalService:
+    """What both local services share: a data folder, a pid file, a port, an owner URL."""
+
+    name: str
+    url_variable: str
+
+    def __init__(self, url: str, port: int, data_dir: Path, pid_file_name: str) -> None:
+        self._url = url
+        self._port = port
+        self.data_dir = data_dir
+        self._pid_file = data_dir / pid_file_name
+        self.managed = _is_local(url, port)
+
+    def _running_pid(self) -> int | None:
+        """The pid on the pid file's first line, if that process is alive."""
+        try:
+            pid = int(self._pid_file.read_text().split("\n", 1)[0])
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _pid_alive(pid) else None
+
+    def status(self) -> ServiceState:
+        """Whether the service is managed here and running."""
+        if not self.managed:
+            return ServiceState(self.name, False, False, f"external server ({self.url_variable})")
+        pid = self._running_pid()
+        if pid is None:
+            return ServiceState(self.name, True, False, str(self.data_dir))
+        return ServiceState(self.name, True, True, f"pid {pid}, 127.0.0.1:{self._port}")
+
+
+class LocalPostgres(_LocalService):
     """A PostgreSQL cluster under the data folder, with TimescaleDB preloaded."""
 
     name = "postgresql"
+    url_variable = "VIGIL_DATABASE_URL"
 
     def __init__(self, settings: Settings) -> None:
-        self._url = settings.database_url
-        self._port = settings.services.postgres_port
+        super().__init__(
+            settings.database_url,
+            settings.services.postgres_port,
+            settings.data_dir / "postgres",
+            "postmaster.pid",
+        )
         self._bin_dir = settings.services.postgres_bin_dir
-        self.data_dir = settings.data_dir / "postgres"
-        self.managed = _is_local(self._url, self._port)
 
     @property
     def bin_dir(self) -> Path:
@@ -87,22 +121,6 @@ class LocalPostgres:
         if not path.exists():
             raise ServiceError(f"{path} not found: run ops/install")
         return str(path)
-
-    def _running_pid(self) -> int | None:
-        pid_file = self.data_dir / "postmaster.pid"
-        try:
-            pid = int(pid_file.read_text().split("\n", 1)[0])
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if _pid_alive(pid) else None
-
-    def status(self) -> ServiceState:
-        if not self.managed:
-            return ServiceState(self.name, False, False, "external server (VIGIL_DATABASE_URL)")
-        pid = self._running_pid()
-        if pid is None:
-            return ServiceState(self.name, True, False, str(self.data_dir))
-        return ServiceState(self.name, True, True, f"pid {pid}, 127.0.0.1:{self._port}")
 
     def up(self) -> bool:
         """Start the cluster (creating it first if needed); False if it was already running."""
@@ -217,32 +235,19 @@ def _check_reachable_by_postgres(folder: Path) -> None:
         )
 
 
-class LocalRedis:
+class LocalRedis(_LocalService):
     """A Redis with an append-only file under the data folder."""
 
     name = "redis"
+    url_variable = "VIGIL_REDIS_URL"
 
     def __init__(self, settings: Settings) -> None:
-        self._url = settings.redis_url
-        self._port = settings.services.redis_port
-        self.data_dir = settings.data_dir / "redis"
-        self.managed = _is_local(self._url, self._port)
-        self._pid_file = self.data_dir / "redis.pid"
-
-    def _running_pid(self) -> int | None:
-        try:
-            pid = int(self._pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if _pid_alive(pid) else None
-
-    def status(self) -> ServiceState:
-        if not self.managed:
-            return ServiceState(self.name, False, False, "external server (VIGIL_REDIS_URL)")
-        pid = self._running_pid()
-        if pid is None:
-            return ServiceState(self.name, True, False, str(self.data_dir))
-        return ServiceState(self.name, True, True, f"pid {pid}, 127.0.0.1:{self._port}")
+        super().__init__(
+            settings.redis_url,
+            settings.services.redis_port,
+            settings.data_dir / "redis",
+            "redis.pid",
+        )
 
     def up(self) -> bool:
         """Start Redis; False if it was already running."""

@@ -24,9 +24,6 @@ class StorageSettings(BaseModel):
         default=timedelta(hours=2),
         description="Time span of one samples chunk; applies to chunks created from now on.",
     )
-    series_cache_size: int = Field(
-        default=1_000_000, ge=1_000, description="Series ids kept in each writer's memory."
-    )
 
     @field_validator("samples_chunk_interval", mode="before")
     @classmethod

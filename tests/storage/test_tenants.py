@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 import psycopg
@@ -44,7 +45,7 @@ def test_only_a_hash_of_the_key_is_stored(conn: psycopg.Connection) -> None:
     ],
     ids=["wrong secret", "wrong scheme", "empty", "unknown id", "trailing space"],
 )
-def test_wrong_keys_are_refused(conn: psycopg.Connection, mangle) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_keys_are_refused(conn: psycopg.Connection, mangle: Callable[[str], str]) -> None:
     issued = tenants.create_tenant(conn, name())
     assert tenants.authenticate(conn, mangle(issued.key)) is None
 
