@@ -44,11 +44,11 @@ START_US = 1_790_000_000_000_000
 
 TWIN_TABLES = """
 CREATE SCHEMA bench;
-CREATE TABLE bench.samples_ceiling (LIKE vigil.samples_raw INCLUDING ALL);
+CREATE TABLE bench.samples_ceiling (LIKE vigil.samples_raw);
 SELECT create_hypertable('bench.samples_ceiling', by_range('time', interval '2 hours'),
                          create_default_indexes => false);
 CREATE INDEX ON bench.samples_ceiling (series_id, time);
-CREATE TABLE bench.samples_unique (LIKE vigil.samples_raw INCLUDING ALL);
+CREATE TABLE bench.samples_unique (LIKE vigil.samples_raw);
 SELECT create_hypertable('bench.samples_unique', by_range('time', interval '2 hours'),
                          create_default_indexes => false);
 CREATE UNIQUE INDEX ON bench.samples_unique (series_id, time);
@@ -70,6 +70,12 @@ def fresh_database(settings: Settings) -> str:
     with connect(url) as conn:
         migrate(conn, samples_chunk_interval=settings.storage.samples_chunk_interval)
         conn.execute(TWIN_TABLES)
+        indexes = conn.execute(
+            "SELECT tablename, count(*) FROM pg_indexes WHERE tablename IN "
+            "('samples_raw', 'samples_ceiling', 'samples_unique') GROUP BY 1"
+        ).fetchall()
+    # Identical tables means one index each; the twins must not carry extra ones.
+    assert sorted(indexes) == [("samples_ceiling", 1), ("samples_raw", 1), ("samples_unique", 1)]
     return url
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg import sql
 
-from storage.errors import DatabaseUnavailable
+from storage.errors import DatabaseUnavailable, StorageError, first_line
 
 
 def redact(url: str) -> str:
@@ -23,8 +24,23 @@ def connect(url: str) -> psycopg.Connection:
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnavailable(
-            f"cannot connect to {redact(url)}: {reason} "
+            f"cannot connect to {redact(url)}: {first_line(exc)} "
             "(start the local services with `vigil services up`, or set VIGIL_DATABASE_URL)"
         ) from exc
+
+
+def ensure_database(url: str) -> None:
+    """Create the database the URL names if it does not exist (on a server we administer)."""
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    with connect(admin_url) as conn:
+        try:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                return
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.errors.DuplicateDatabase:
+            return  # created concurrently by another `vigil services up`
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot create database {name!r}: {first_line(exc)}") from exc

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of a driver error's message: the part a person needs."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class StorageError(Exception):
     """Root of every error the storage layer raises; its message is one line for a person."""
 

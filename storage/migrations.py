@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 
-from storage.errors import MigrationError, TimescaleDBUnavailable
+from storage.errors import MigrationError, TimescaleDBUnavailable, first_line
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 MINIMUM_TIMESCALEDB = (2, 13)
@@ -192,9 +192,8 @@ def _apply_pending(conn: psycopg.Connection, migrations: list[Migration]) -> lis
                     (migration.version, migration.name, migration.checksum),
                 )
         except psycopg.Error as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise MigrationError(
-                f"migration {migration.version:04d}_{migration.name} failed: {first_line}"
+                f"migration {migration.version:04d}_{migration.name} failed: {first_line(exc)}"
             ) from exc
         applied.append(migration)
     return applied

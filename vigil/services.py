@@ -14,12 +14,12 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import psycopg
 import redis
-from psycopg import sql
 
+from storage.database import ensure_database
+from storage.errors import StorageError
 from vigil.settings import PROJECT_ROOT, Settings
 
 OPS_DIR = PROJECT_ROOT / "ops"
@@ -175,26 +175,19 @@ class LocalPostgres(_LocalService):
             ]
         )
         if done.returncode != 0:
-            raise ServiceError(f"initdb failed: {done.stderr.strip().splitlines()[-1:]}")
+            raise ServiceError(
+                f"initdb failed: {' | '.join(done.stderr.strip().splitlines()[-2:])}"
+            )
         with (self.data_dir / "postgresql.conf").open("a") as conf:
             conf.write("\ninclude_if_exists = 'vigil.conf'\n")
 
     def _ensure_database(self) -> None:
         """Create the database named in VIGIL_DATABASE_URL on the local cluster if missing."""
-        if not self.managed:
-            return
-        parts = urlsplit(self._url)
-        name = parts.path.lstrip("/")
-        admin_url = urlunsplit(parts._replace(path="/postgres"))
-        try:
-            with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-                if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-                    return
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        except psycopg.errors.DuplicateDatabase:
-            return
-        except psycopg.Error as exc:
-            raise ServiceError(f"cannot create database {name!r}: {exc}".strip()) from exc
+        if self.managed:
+            try:
+                ensure_database(self._url)
+            except StorageError as exc:
+                raise ServiceError(str(exc)) from exc
 
     def down(self) -> bool:
         """Stop the cluster `up` started; False if it was not running."""
