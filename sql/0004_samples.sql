@@ -20,10 +20,11 @@ SELECT create_hypertable(
 CREATE INDEX samples_raw_series_time ON vigil.samples_raw (series_id, time);
 
 -- One row per batch ever written, committed in the same transaction as the batch's
--- samples: a key the tenant used before means the batch is already stored. Keys are
--- per tenant, so one tenant can never claim (and so suppress) another's batch. Partitioned
--- by the batch's earliest sample time, which is the same on every retry of the
--- same batch, so old ledger chunks are dropped whole alongside old samples.
+-- samples: a (key, earliest sample time) pair the tenant wrote before means the batch
+-- is already stored. Keys are per tenant, so one tenant can never claim (and so
+-- suppress) another's batch. The earliest sample time is the same on every replay of
+-- an unchanged batch and partitions the ledger, so old ledger chunks are dropped
+-- whole alongside old samples; a key re-sent with different contents is not caught.
 CREATE TABLE vigil.write_ledger (
     batch_time timestamptz NOT NULL,
     tenant_id  uuid NOT NULL,

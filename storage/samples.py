@@ -46,7 +46,11 @@ class SeriesSamples:
 
 @dataclass(frozen=True)
 class SampleBatch:
-    """Samples of one tenant written atomically; `key` names this batch among the tenant's."""
+    """Samples of one tenant written atomically.
+
+    `key` names this batch, unchanged, among the tenant's: a replay is recognised by
+    its key and earliest sample time, so a key must never be reused for other contents.
+    """
 
     key: str
     tenant_id: UUID

@@ -84,7 +84,9 @@ class SeriesCatalog:
         """
         ids: list[int] = [0] * len(series)
         missing: dict[bytes, list[int]] = {}
-        stale: dict[int, int] = {}
+        # Cached entries whose last_seen lags, with the newer value; the cache moves
+        # only once the catalog has, so a failed update is retried by the next batch.
+        stale: dict[int, tuple[_Known, int]] = {}
         for position, item in enumerate(series):
             known = self._known.get((tenant_id, item.key))
             if known is None:
@@ -92,12 +94,14 @@ class SeriesCatalog:
                 continue
             ids[position] = known.id
             if item.last_us >= known.last_seen_us + LAST_SEEN_RESOLUTION_US:
-                stale[known.id] = max(stale.get(known.id, 0), item.last_us)
-                known.last_seen_us = item.last_us
+                newest = max(stale.get(known.id, (known, 0))[1], item.last_us)
+                stale[known.id] = (known, newest)
         if missing:
             stale.update(self._register(conn, tenant_id, series, missing, ids))
         if stale:
-            self._touch(conn, stale)
+            self._touch(conn, {series_id: us for series_id, (_, us) in stale.items()})
+            for known, us in stale.values():
+                known.last_seen_us = max(known.last_seen_us, us)
         return ids
 
     def _register(
@@ -107,8 +111,8 @@ class SeriesCatalog:
         series: Sequence[SeriesTimes],
         missing: dict[bytes, list[int]],
         ids: list[int],
-    ) -> dict[int, int]:
-        """Insert the missing series, fill in their ids; returns known ones whose last_seen lags."""
+    ) -> dict[int, tuple[_Known, int]]:
+        """Insert the missing series and fill in their ids; returns those whose last_seen lags."""
         fingerprints = sorted(missing)
         firsts = [min(series[p].first_us for p in missing[f]) for f in fingerprints]
         lasts = [max(series[p].last_us for p in missing[f]) for f in fingerprints]
@@ -130,15 +134,14 @@ class SeriesCatalog:
             query("select_series_by_fingerprint"),
             {"tenant_id": tenant_id, "fingerprints": fingerprints},
         ).fetchall()
-        lagging: dict[int, int] = {}
+        lagging: dict[int, tuple[_Known, int]] = {}
         found = {fingerprint: (series_id, last_seen) for fingerprint, series_id, last_seen in rows}
         for fingerprint, key, last_us in zip(fingerprints, keys, lasts, strict=True):
             series_id, last_seen = found[fingerprint]
-            recorded_us = to_unix_us(last_seen)
-            if last_us >= recorded_us + LAST_SEEN_RESOLUTION_US:
-                lagging[series_id] = last_us
-                recorded_us = last_us
-            self._remember(tenant_id, key, _Known(series_id, recorded_us))
+            known = _Known(series_id, to_unix_us(last_seen))
+            if last_us >= known.last_seen_us + LAST_SEEN_RESOLUTION_US:
+                lagging[series_id] = (known, last_us)
+            self._remember(tenant_id, key, known)
             for position in missing[fingerprint]:
                 ids[position] = series_id
         return lagging

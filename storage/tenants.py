@@ -63,7 +63,7 @@ def create_tenant(
     out_of_order_window: timedelta = DEFAULT_OUT_OF_ORDER_WINDOW,
 ) -> IssuedKey:
     """Create a tenant with its first API key."""
-    if not TENANT_NAME.match(name):
+    if not TENANT_NAME.fullmatch(name):
         raise InvalidTenant(
             f"invalid tenant name {name!r}: use 1-63 lowercase letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -119,7 +119,7 @@ def revoke_api_key(conn: psycopg.Connection, key_id: str) -> None:
 
 def authenticate(conn: psycopg.Connection, key: str) -> Tenant | None:
     """The tenant an active API key belongs to, or None for an unknown, revoked or malformed key."""
-    match = _KEY.match(key)
+    match = _KEY.fullmatch(key)
     if not match:
         return None
     row = conn.execute(query("select_api_key"), {"prefix": match[1]}).fetchone()

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from storage import tenants
 from storage.database import connect, redact
-from storage.errors import StorageError, TenantExists
+from storage.errors import StorageError, TenantExists, first_line
 from storage.migrations import migrate as apply_migrations
 from vigil.durations import format_duration, parse_duration
 from vigil.services import ServiceError, local_services
@@ -56,6 +56,10 @@ def _expected_failures() -> Iterator[None]:
         yield
     except (StorageError, ServiceError) as exc:
         _fail(str(exc))
+    except psycopg.errors.UndefinedTable as exc:
+        _fail(f"{first_line(exc)}: run `vigil migrate` first")
+    except psycopg.Error as exc:
+        _fail(f"database error: {first_line(exc)}")
 
 
 @contextmanager
@@ -223,6 +227,7 @@ def _demo_key(settings: Settings, conn: psycopg.Connection) -> str:
         issued = tenants.create_api_key(conn, "demo")
     key_file.parent.mkdir(parents=True, exist_ok=True)
     key_file.touch(mode=0o600)
+    key_file.chmod(0o600)
     key_file.write_text(issued.key + "\n")
     return issued.key
 

@@ -20,7 +20,10 @@ def parse_duration(text: str) -> timedelta:
     """The timedelta of a duration like 90m, 2h or 1d12h; ValueError for anything else."""
     if not text or _PART.sub("", text):
         raise ValueError(f"{text!r} is not a duration like 90s, 15m, 2h or 1d12h")
-    return sum((int(n) * _UNITS[unit] for n, unit in _PART.findall(text)), timedelta())
+    try:
+        return sum((int(n) * _UNITS[unit] for n, unit in _PART.findall(text)), timedelta())
+    except OverflowError:
+        raise ValueError(f"{text!r} is too long a duration") from None
 
 
 def format_duration(value: timedelta) -> str:

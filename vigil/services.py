@@ -68,6 +68,7 @@ class _LocalService:
 
     name: str
     url_variable: str
+    process_name: str  # what /proc/<pid>/cmdline must contain: pids get reused
 
     def __init__(self, url: str, port: int, data_dir: Path, pid_file_name: str) -> None:
         self._url = url
@@ -82,7 +83,13 @@ class _LocalService:
             pid = int(self._pid_file.read_text().split("\n", 1)[0])
         except (FileNotFoundError, ValueError):
             return None
-        return pid if _pid_alive(pid) else None
+        except OSError as exc:
+            raise ServiceError(f"cannot read {self._pid_file}: {exc.strerror}") from exc
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        return pid if self.process_name.encode() in command else None
 
     def status(self) -> ServiceState:
         """Whether the service is managed here and running."""
@@ -99,6 +106,7 @@ class LocalPostgres(_LocalService):
 
     name = "postgresql"
     url_variable = "VIGIL_DATABASE_URL"
+    process_name = "postgres"
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(
@@ -233,6 +241,7 @@ class LocalRedis(_LocalService):
 
     name = "redis"
     url_variable = "VIGIL_REDIS_URL"
+    process_name = "redis-server"
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(

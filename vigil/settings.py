@@ -17,6 +17,14 @@ LOCAL_POSTGRES_PORT = 55432
 LOCAL_REDIS_PORT = 56379
 
 
+def _has_valid_port(url: str) -> bool:
+    try:
+        urlsplit(url).port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return False
+    return True
+
+
 class StorageSettings(BaseModel):
     """How samples are laid out and written."""
 
@@ -69,13 +77,17 @@ class Settings(BaseSettings):
     @classmethod
     def _postgres_url(cls, value: str) -> str:
         parts = urlsplit(value)
-        if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+        if (
+            parts.scheme not in ("postgresql", "postgres")
+            or not parts.path.strip("/")
+            or not _has_valid_port(value)
+        ):
             raise ValueError("must look like postgresql://USER[:PASSWORD]@HOST:PORT/DATABASE")
         return value
 
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        if urlsplit(value).scheme not in ("redis", "rediss", "unix") or not _has_valid_port(value):
             raise ValueError("must look like redis://HOST:PORT/DB")
         return value

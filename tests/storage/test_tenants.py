@@ -42,8 +42,9 @@ def test_only_a_hash_of_the_key_is_stored(conn: psycopg.Connection) -> None:
         lambda key: "",
         lambda key: "vgl_000000000000_" + "A" * 43,
         lambda key: key + " ",
+        lambda key: key + "\n",
     ],
-    ids=["wrong secret", "wrong scheme", "empty", "unknown id", "trailing space"],
+    ids=["wrong secret", "wrong scheme", "empty", "unknown id", "trailing space", "newline"],
 )
 def test_wrong_keys_are_refused(conn: psycopg.Connection, mangle: Callable[[str], str]) -> None:
     issued = tenants.create_tenant(conn, name())
@@ -67,6 +68,8 @@ def test_bad_requests_get_named_errors(conn: psycopg.Connection) -> None:
         tenants.create_tenant(conn, existing.tenant.name)
     with pytest.raises(InvalidTenant, match="invalid tenant name"):
         tenants.create_tenant(conn, "Has Spaces")
+    with pytest.raises(InvalidTenant, match="invalid tenant name"):
+        tenants.create_tenant(conn, "trailing-newline\n")
     with pytest.raises(InvalidTenant, match="positive"):
         tenants.create_tenant(conn, name(), out_of_order_window=timedelta(0))
     with pytest.raises(TenantNotFound):

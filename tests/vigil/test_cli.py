@@ -76,6 +76,11 @@ def test_tenant_lifecycle(database_url: str, conn: psycopg.Connection) -> None:
             "invalid setting VIGIL_DATABASE_URL: must look like postgresql://",
         ),
         (
+            ["tenants", "list"],
+            {"VIGIL_DATABASE_URL": "postgresql://vigil@127.0.0.1:55432/postgres"},
+            'relation "vigil.tenant" does not exist: run `vigil migrate` first',
+        ),
+        (
             ["migrate"],
             {"VIGIL_STORAGE__SAMPLES_CHUNK_INTERVAL": "2 fortnights"},
             "invalid setting VIGIL_STORAGE__SAMPLES_CHUNK_INTERVAL:",

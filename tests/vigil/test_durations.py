@@ -24,9 +24,9 @@ def test_parse(text: str, value: timedelta) -> None:
     assert parse_duration(text) == value
 
 
-@pytest.mark.parametrize("text", ["", "2", "h", "2x", "2h ", "-1h", "1.5h"])
+@pytest.mark.parametrize("text", ["", "2", "h", "2x", "2h ", "-1h", "1.5h", "99999999999w"])
 def test_parse_refuses_anything_else(text: str) -> None:
-    with pytest.raises(ValueError, match="is not a duration"):
+    with pytest.raises(ValueError, match=r"is not a duration|too long"):
         parse_duration(text)
 
 

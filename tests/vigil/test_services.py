@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -104,6 +105,15 @@ def test_migrate_refuses_a_server_without_timescaledb_preloaded(scratch: Setting
         "vigil: error: TimescaleDB is installed but not preloaded: add shared_preload_libraries"
         " = 'timescaledb' to postgresql.conf and restart PostgreSQL"
     ]
+
+
+def test_a_stale_pid_file_is_not_trusted(scratch: Settings) -> None:
+    redis_service = LocalRedis(scratch)
+    redis_service.data_dir.mkdir(parents=True)
+    # A crash left the pid file behind, and the pid now belongs to another process.
+    (redis_service.data_dir / "redis.pid").write_text(f"{os.getpid()}\n")
+    assert not redis_service.status().running
+    assert redis_service.down() is False
 
 
 def test_external_servers_are_left_alone(settings: Settings) -> None:

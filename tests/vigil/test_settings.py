@@ -49,7 +49,9 @@ def test_dot_env_file_is_read(clean_env: Path) -> None:
     [
         ("VIGIL_DATABASE_URL", "mysql://x/y", "postgresql://USER"),
         ("VIGIL_DATABASE_URL", "postgresql://127.0.0.1:5432", "postgresql://USER"),
+        ("VIGIL_DATABASE_URL", "postgresql://u@127.0.0.1:port/db", "postgresql://USER"),
         ("VIGIL_REDIS_URL", "http://x", "redis://HOST"),
+        ("VIGIL_REDIS_URL", "redis://127.0.0.1:99999/0", "redis://HOST"),
         ("VIGIL_STORAGE__SAMPLES_CHUNK_INTERVAL", "10s", "between 1m and 30d"),
         ("VIGIL_STORAGE__SAMPLES_CHUNK_INTERVAL", "soon", "is not a duration"),
     ],
