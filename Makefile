@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 # Tests use their own database on the local cluster, never the demo's.
 TEST_DATABASE_URL ?= postgresql://vigil@127.0.0.1:55432/vigil_test
 
-.PHONY: install demo test lint bench services-down
+.PHONY: install demo test lint bench services-down proto
 
 install:
 	@ops/install
@@ -29,3 +29,11 @@ bench: install
 
 services-down:
 	$(BIN)/vigil services down
+
+# Regenerates ingest/wire/*_pb2.py(i) from proto/; the generated files are committed.
+PROTOS := proto/vigil/ingest/v1/ingest.proto proto/vigil/bus/v1/bus.proto proto/prometheus/remote.proto
+proto: install
+	for file in $(PROTOS); do \
+		PATH=$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -I $$(dirname $$file) --python_out=ingest/wire \
+			--mypy_out=ingest/wire $$file || exit 1; \
+	done

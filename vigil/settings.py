@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator
@@ -46,6 +47,55 @@ class StorageSettings(BaseModel):
         return value
 
 
+class BusSettings(BaseModel):
+    """The bus between the API and the writers."""
+
+    kind: Literal["redis", "kafka"] = Field(
+        default="redis", description="redis: Redis Streams (default); kafka: a Kafka cluster."
+    )
+    partitions: int = Field(default=8, ge=1, le=1024, description="Partitions (streams/topic).")
+    stream_prefix: str = Field(default="vigil:ingest", description="Redis stream key prefix.")
+    group: str = Field(default="vigil-writers", description="Consumer group of the writers.")
+    kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka host:port list.")
+    kafka_topic: str = Field(default="vigil-ingest", description="Kafka topic.")
+    max_backlog: int = Field(
+        default=200_000,
+        ge=1,
+        description="Unwritten envelopes on the bus beyond which the API answers 503.",
+    )
+    reclaim_idle: timedelta = Field(
+        default=timedelta(seconds=30),
+        description="How long a delivery may stay unacknowledged before another writer takes it.",
+    )
+
+    @field_validator("reclaim_idle", mode="before")
+    @classmethod
+    def _duration_text(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) and value[-1:].isalpha() else value
+
+
+class IngestSettings(BaseModel):
+    """Limits the ingestion API enforces per request, per sample and per API key."""
+
+    max_body_bytes: int = Field(default=16 << 20, ge=1024, description="Largest body, decoded.")
+    max_batch_samples: int = Field(default=100_000, ge=1, description="Most samples per request.")
+    max_labels: int = Field(default=30, ge=1, description="Most labels per series.")
+    max_label_name_length: int = Field(default=128, ge=1)
+    max_label_value_length: int = Field(default=1024, ge=1)
+    max_future: timedelta = Field(
+        default=timedelta(minutes=10), description="How far ahead of now a sample may be."
+    )
+    requests_per_s: float = Field(default=1_000.0, gt=0, description="Per API key, sustained.")
+    request_burst: float = Field(default=2_000.0, gt=0, description="Per API key, bucket size.")
+    samples_per_s: float = Field(default=1_000_000.0, gt=0, description="Per API key, sustained.")
+    sample_burst: float = Field(default=2_000_000.0, gt=0, description="Per API key, bucket size.")
+
+    @field_validator("max_future", mode="before")
+    @classmethod
+    def _duration_text(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) and value[-1:].isalpha() else value
+
+
 class ServicesSettings(BaseModel):
     """The project-local PostgreSQL and Redis that `vigil services up` runs."""
 
@@ -71,6 +121,8 @@ class Settings(BaseSettings):
     redis_url: str = f"redis://127.0.0.1:{LOCAL_REDIS_PORT}/0"
     data_dir: Path = PROJECT_ROOT / "var"
     storage: StorageSettings = StorageSettings()
+    bus: BusSettings = BusSettings()
+    ingest: IngestSettings = IngestSettings()
     services: ServicesSettings = ServicesSettings()
 
     @field_validator("database_url")

@@ -1,0 +1,1 @@
+"""Ingestion: decoding and validating pushed batches, the bus, and the writer."""

@@ -1,0 +1,1 @@
+"""Generated protobuf modules for the wire formats in proto/ (`make proto`)."""
