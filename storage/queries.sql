@@ -77,6 +77,17 @@ VALUES (%(batch_time)s, %(tenant_id)s, %(batch_key)s, %(samples)s)
 ON CONFLICT DO NOTHING
 RETURNING batch_key;
 
+-- claim_batches --
+-- Records many batches in the write ledger at once; returns only the ones not written before.
+INSERT INTO vigil.write_ledger (batch_time, tenant_id, batch_key, samples)
+SELECT *
+FROM unnest(
+    %(batch_times)s::timestamptz[], %(tenant_ids)s::uuid[], %(batch_keys)s::text[],
+    %(samples)s::integer[]
+)
+ON CONFLICT DO NOTHING
+RETURNING tenant_id, batch_key;
+
 -- copy_samples --
 -- Streams samples in PostgreSQL's binary COPY format (storage/copy_binary.py).
 COPY vigil.samples_raw (time, series_id, value) FROM STDIN (FORMAT BINARY);

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy.typing as npt
 import psycopg
 
 from storage.copy_binary import decode_samples, encode_samples
+from storage.errors import DatabaseUnavailable, first_line
 from storage.queries import query
 from storage.series import SeriesCatalog, SeriesKey, SeriesTimes
 from storage.timestamps import to_datetime
@@ -49,12 +51,14 @@ class SampleBatch:
     """Samples of one tenant written atomically.
 
     `key` names this batch, unchanged, among the tenant's: a replay is recognised by
-    its key and earliest sample time, so a key must never be reused for other contents.
+    its key and `batch_time_us` (default: its earliest sample), so a key must never be
+    reused for other contents, and a replay must carry the same batch time.
     """
 
     key: str
     tenant_id: UUID
     series: Sequence[SeriesSamples]
+    batch_time_us: int | None = None
 
 
 @dataclass(frozen=True)
@@ -82,9 +86,75 @@ class SampleWriter:
 
     def write(self, conn: psycopg.Connection, batch: SampleBatch) -> WriteResult:
         """Store a batch exactly once; `conn` is in autocommit mode."""
+        return self.write_many(conn, [batch])[0]
+
+    def write_many(
+        self, conn: psycopg.Connection, batches: Sequence[SampleBatch]
+    ) -> list[WriteResult]:
+        """Store batches exactly once each, in one transaction and one COPY.
+
+        One commit for many small batches is what lets a writer keep up with
+        agent-sized envelopes: a commit per envelope would be bound by WAL flushes.
+        Raises DatabaseUnavailable when the connection is lost; whether the last
+        commit landed is then unknown, and writing the same batches again is safe.
+        """
+        try:
+            return self._write_many(conn, batches)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise DatabaseUnavailable(f"writing samples failed: {first_line(exc)}") from exc
+
+    def _write_many(
+        self, conn: psycopg.Connection, batches: Sequence[SampleBatch]
+    ) -> list[WriteResult]:
+        prepared = [self._prepare(conn, batch) for batch in batches]
+        # The first batch of each (tenant, key) is the one written; a repeat within
+        # the same call is a duplicate like any replay.
+        firsts: dict[tuple[UUID, str], tuple[int, _EncodedRows]] = {}
+        for index, (batch, rows) in enumerate(zip(batches, prepared, strict=True)):
+            if rows is not None:
+                firsts.setdefault((batch.tenant_id, batch.key), (index, rows))
+        claimed: set[tuple[UUID, str]] = set()
+        if firsts:
+            # Claimed in (tenant, key) order, so concurrent writers claiming overlapping
+            # sets wait on each other instead of deadlocking.
+            order = sorted(firsts.items())
+            claims = [(tenant_id, key, rows) for (tenant_id, key), (_, rows) in order]
+            with conn.transaction():
+                claimed = set(
+                    conn.execute(
+                        query("claim_batches"),
+                        {
+                            "batch_times": [rows.batch_time for _, _, rows in claims],
+                            "tenant_ids": [tenant_id for tenant_id, _, _ in claims],
+                            "batch_keys": [key for _, key, _ in claims],
+                            "samples": [rows.samples for _, _, rows in claims],
+                        },
+                    ).fetchall()
+                )
+                if claimed:
+                    with conn.cursor().copy(query("copy_samples")) as copy:
+                        for tenant_id, key, rows in claims:
+                            if (tenant_id, key) not in claimed:
+                                continue
+                            view = memoryview(rows.payload)
+                            for offset in range(0, len(view), _COPY_CHUNK):
+                                copy.write(view[offset : offset + _COPY_CHUNK])
+        return [
+            WriteResult(samples=0, duplicate=False)
+            if rows is None
+            else WriteResult(
+                samples=rows.samples,
+                duplicate=firsts[batch.tenant_id, batch.key][0] != index
+                or (batch.tenant_id, batch.key) not in claimed,
+            )
+            for index, (batch, rows) in enumerate(zip(batches, prepared, strict=True))
+        ]
+
+    def _prepare(self, conn: psycopg.Connection, batch: SampleBatch) -> _EncodedRows | None:
+        """Resolve a batch's series and encode its rows; None when it has no samples."""
         parts = [part for part in batch.series if len(part.times_us)]
         if not parts:
-            return WriteResult(samples=0, duplicate=False)
+            return None
         lengths = np.fromiter((len(part.times_us) for part in parts), np.int64, len(parts))
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
         times = np.concatenate([part.times_us for part in parts]).astype(np.int64, copy=False)
@@ -100,23 +170,17 @@ class SampleWriter:
             ],
         )
         payload = encode_samples(times, np.repeat(np.asarray(ids, np.int64), lengths), values)
-        with conn.transaction():
-            claimed = conn.execute(
-                query("claim_batch"),
-                {
-                    "batch_time": to_datetime(min(firsts)),
-                    "tenant_id": batch.tenant_id,
-                    "batch_key": batch.key,
-                    "samples": len(times),
-                },
-            ).fetchone()
-            if claimed is None:
-                return WriteResult(samples=len(times), duplicate=True)
-            with conn.cursor().copy(query("copy_samples")) as copy:
-                view = memoryview(payload)
-                for offset in range(0, len(view), _COPY_CHUNK):
-                    copy.write(view[offset : offset + _COPY_CHUNK])
-        return WriteResult(samples=len(times), duplicate=False)
+        batch_time_us = min(firsts) if batch.batch_time_us is None else batch.batch_time_us
+        return _EncodedRows(payload, len(times), to_datetime(batch_time_us))
+
+
+@dataclass(frozen=True, slots=True)
+class _EncodedRows:
+    """A batch ready for COPY: its rows encoded, and what its ledger entry records."""
+
+    payload: bytes
+    samples: int
+    batch_time: datetime
 
 
 def read_samples(

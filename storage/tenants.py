@@ -117,6 +117,12 @@ def revoke_api_key(conn: psycopg.Connection, key_id: str) -> None:
             raise ApiKeyNotFound(f"no API key with id {key_id!r}")
 
 
+def key_id(key: str) -> str | None:
+    """The public id of a well-formed API key (what rate limits and logs name it by)."""
+    match = _KEY.fullmatch(key)
+    return match[1] if match else None
+
+
 def authenticate(conn: psycopg.Connection, key: str) -> Tenant | None:
     """The tenant an active API key belongs to, or None for an unknown, revoked or malformed key."""
     match = _KEY.fullmatch(key)

@@ -80,8 +80,8 @@ class IngestSettings(BaseModel):
     max_body_bytes: int = Field(default=16 << 20, ge=1024, description="Largest body, decoded.")
     max_batch_samples: int = Field(default=100_000, ge=1, description="Most samples per request.")
     max_labels: int = Field(default=30, ge=1, description="Most labels per series.")
-    max_label_name_length: int = Field(default=128, ge=1)
-    max_label_value_length: int = Field(default=1024, ge=1)
+    max_label_name_length: int = Field(default=1024, ge=1, description="Also bounds metric names.")
+    max_label_value_length: int = Field(default=2048, ge=1)
     max_future: timedelta = Field(
         default=timedelta(minutes=10), description="How far ahead of now a sample may be."
     )

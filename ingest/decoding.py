@@ -1,0 +1,262 @@
+"""Request bodies → `DecodedBatch`: the seed's JSON and protobuf formats and remote write.
+
+Decoding checks shape only (types, encodings, sizes). Names, limits and time windows
+are `ingest/validation.py`'s job, so one sample's bad label never fails its batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import zlib
+from dataclasses import dataclass, field
+
+import cramjam
+import numpy as np
+import numpy.typing as npt
+import orjson
+from google.protobuf.message import DecodeError
+
+from ingest.errors import BatchTooLarge, MalformedBatch, UnsupportedMediaType
+from ingest.wire import ingest_pb2, remote_pb2
+
+JSON = "application/json"
+PROTOBUF = "application/x-protobuf"
+
+# Timestamps beyond ±this many µs (about ±292,000 years) cannot be int64 µs; such a
+# sample is `invalid_timestamp`, which keeps the conversion below overflow-free.
+_MAX_ABS_US = 2**62
+
+_SPECIAL_VALUES = {"nan": math.nan, "+inf": math.inf, "inf": math.inf, "-inf": -math.inf}
+
+
+@dataclass(frozen=True, slots=True)
+class RawSeries:
+    """A series as received: metric name and labels in request order, unchecked."""
+
+    metric: str
+    labels: tuple[tuple[str, str], ...]
+
+
+@dataclass
+class DecodedBatch:
+    """One request's samples as columns, each sample pointing at its series.
+
+    `problems` holds samples decoding already found unusable (index → code);
+    their row in the columns is a placeholder. `digest` identifies the body's content.
+    """
+
+    series: list[RawSeries]
+    series_index: npt.NDArray[np.int32]
+    times_us: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+    digest: bytes
+    batch_id: str | None = None
+    problems: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def samples(self) -> int:
+        """How many samples the request carried, usable or not."""
+        return len(self.times_us)
+
+
+def media_type(content_type: str | None) -> str:
+    """The bare media type of a Content-Type header, lowercased."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
+    """The body without its Content-Encoding (identity, gzip or snappy), at most max_bytes."""
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding == "identity":
+        decoded = body
+    elif encoding == "gzip":
+        decoded = _gunzip(body, max_bytes)
+    elif encoding == "snappy":
+        decoded = _unsnappy(body, max_bytes)
+    else:
+        raise UnsupportedMediaType(
+            f"unsupported Content-Encoding {content_encoding!r}: use gzip, snappy or none"
+        )
+    if len(decoded) > max_bytes:
+        raise BatchTooLarge(f"body is larger than {max_bytes} bytes")
+    return decoded
+
+
+def _gunzip(body: bytes, max_bytes: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        decoded = inflater.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise MalformedBatch(f"body is not valid gzip: {exc}") from None
+    if len(decoded) > max_bytes:
+        raise BatchTooLarge(f"body decompresses to more than {max_bytes} bytes")
+    if not inflater.eof:
+        raise MalformedBatch("body is truncated gzip")
+    return decoded
+
+
+def _unsnappy(body: bytes, max_bytes: int) -> bytes:
+    # Snappy's block format starts with the uncompressed length as a varint: refuse
+    # an oversize body before allocating it.
+    length, shift = 0, 0
+    for position, byte in enumerate(body[:10]):
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+        if position == 9:
+            raise MalformedBatch("body is not valid snappy: bad length header")
+    if length > max_bytes:
+        raise BatchTooLarge(f"body decompresses to more than {max_bytes} bytes")
+    try:
+        return bytes(cramjam.snappy.decompress_raw(body))
+    except cramjam.DecompressionError as exc:
+        raise MalformedBatch(f"body is not valid snappy (block format): {exc}") from None
+
+
+def decode_ingest(body: bytes, content_type: str | None) -> DecodedBatch:
+    """Decode a `/v1/metrics/ingest` body, JSON or protobuf by its media type."""
+    kind = media_type(content_type)
+    if kind == JSON:
+        return _decode_json(body)
+    if kind == PROTOBUF:
+        return _decode_protobuf(body)
+    raise UnsupportedMediaType(
+        f"unsupported Content-Type {content_type!r}: use {JSON} or {PROTOBUF}"
+    )
+
+
+def decode_remote_write(body: bytes) -> DecodedBatch:
+    """Decode a Prometheus remote write 1.0 `WriteRequest` (already decompressed)."""
+    request = remote_pb2.WriteRequest()
+    try:
+        request.ParseFromString(body)
+    except DecodeError as exc:
+        raise MalformedBatch(f"body is not a protobuf prometheus.WriteRequest: {exc}") from None
+    builder = _ColumnBuilder()
+    for timeseries in request.timeseries:
+        metric = ""
+        labels: list[tuple[str, str]] = []
+        for label in timeseries.labels:
+            if label.name == "__name__":
+                metric = label.value
+            else:
+                labels.append((label.name, label.value))
+        series = builder.add_series(RawSeries(metric, tuple(labels)))
+        for sample in timeseries.samples:
+            timestamp_ms = sample.timestamp
+            if abs(timestamp_ms) > _MAX_ABS_US // 1000:
+                builder.add_problem(series, "invalid_timestamp")
+            else:
+                builder.add(series, timestamp_ms * 1000, sample.value)
+        for _ in timeseries.histograms:
+            builder.add_problem(series, "native_histogram_unsupported")
+    return builder.build(hashlib.blake2b(body, digest_size=16).digest(), None)
+
+
+def _decode_protobuf(body: bytes) -> DecodedBatch:
+    batch = ingest_pb2.MetricBatch()
+    try:
+        batch.ParseFromString(body)
+    except DecodeError as exc:
+        raise MalformedBatch(f"body is not a protobuf vigil.ingest.v1.MetricBatch: {exc}") from None
+    builder = _ColumnBuilder()
+    for metric in batch.metrics:
+        series = builder.add_series(RawSeries(metric.name, tuple(metric.labels.items())))
+        builder.add_seconds(series, metric.timestamp, metric.value)
+    return builder.build(hashlib.blake2b(body, digest_size=16).digest(), batch.batch_id or None)
+
+
+def _decode_json(body: bytes) -> DecodedBatch:
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedBatch(f"body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("metrics"), list):
+        raise MalformedBatch('body must be a JSON object with a "metrics" array')
+    batch_id = document.get("batch_id")
+    if batch_id is not None and (not isinstance(batch_id, str) or not batch_id):
+        raise MalformedBatch('"batch_id" must be a non-empty string')
+    builder = _ColumnBuilder()
+    for entry in document["metrics"]:
+        problem, series, timestamp, value = _json_metric(entry)
+        index = builder.add_series(series)
+        if problem:
+            builder.add_problem(index, problem)
+        else:
+            builder.add_seconds(index, timestamp, value)
+    return builder.build(hashlib.blake2b(body, digest_size=16).digest(), batch_id)
+
+
+_NO_SERIES = RawSeries("", ())
+
+
+def _json_metric(entry: object) -> tuple[str, RawSeries, float, float]:
+    """One JSON metric as (problem code or "", series, timestamp s, value)."""
+    if not isinstance(entry, dict):
+        return "malformed_metric", _NO_SERIES, 0.0, 0.0
+    name = entry.get("name")
+    if not isinstance(name, str):
+        return "invalid_metric_name", _NO_SERIES, 0.0, 0.0
+    labels = entry.get("labels", {})
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        return "invalid_labels", RawSeries(name, ()), 0.0, 0.0
+    series = RawSeries(name, tuple(labels.items()))
+    value = entry.get("value")
+    if isinstance(value, str):
+        value = _SPECIAL_VALUES.get(value.lower())
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "invalid_value", series, 0.0, 0.0
+    timestamp = entry.get("timestamp")
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
+        return "invalid_timestamp", series, 0.0, 0.0
+    try:
+        return "", series, float(timestamp), float(value)
+    except OverflowError:
+        return "invalid_value", series, 0.0, 0.0
+
+
+class _ColumnBuilder:
+    """Accumulates samples into columns, interning series."""
+
+    def __init__(self) -> None:
+        self.series: list[RawSeries] = []
+        self._index: dict[RawSeries, int] = {}
+        self.series_index: list[int] = []
+        self.times_us: list[int] = []
+        self.values: list[float] = []
+        self.problems: dict[int, str] = {}
+
+    def add_series(self, series: RawSeries) -> int:
+        index = self._index.get(series)
+        if index is None:
+            index = self._index[series] = len(self.series)
+            self.series.append(series)
+        return index
+
+    def add(self, series: int, time_us: int, value: float) -> None:
+        self.series_index.append(series)
+        self.times_us.append(time_us)
+        self.values.append(value)
+
+    def add_seconds(self, series: int, timestamp_s: float, value: float) -> None:
+        if not math.isfinite(timestamp_s) or abs(timestamp_s) * 1e6 > _MAX_ABS_US:
+            self.add_problem(series, "invalid_timestamp")
+        else:
+            self.add(series, round(timestamp_s * 1e6), value)
+
+    def add_problem(self, series: int, code: str) -> None:
+        self.problems[len(self.times_us)] = code
+        self.add(series, 0, math.nan)
+
+    def build(self, digest: bytes, batch_id: str | None) -> DecodedBatch:
+        return DecodedBatch(
+            series=self.series,
+            series_index=np.asarray(self.series_index, np.int32),
+            times_us=np.asarray(self.times_us, np.int64),
+            values=np.asarray(self.values, np.float64),
+            digest=digest,
+            batch_id=batch_id,
+            problems=self.problems,
+        )
