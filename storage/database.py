@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from storage.errors import DatabaseUnavailable, StorageError, first_line
 
@@ -44,3 +47,33 @@ def ensure_database(url: str) -> None:
             return  # created concurrently by another `vigil services up`
         except psycopg.Error as exc:
             raise StorageError(f"cannot create database {name!r}: {first_line(exc)}") from exc
+
+
+class Pool:
+    """A small pool of autocommit connections for request handlers, opened lazily."""
+
+    def __init__(self, url: str, max_size: int = 8) -> None:
+        self._pool = ConnectionPool(
+            url,
+            min_size=0,
+            max_size=max_size,
+            kwargs={"autocommit": True, "connect_timeout": 5},
+            open=True,
+            timeout=10,
+        )
+        self._url = url
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A connection for the duration of the block, or raise DatabaseUnavailable."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise DatabaseUnavailable(
+                f"cannot reach {redact(self._url)}: {first_line(exc)}"
+            ) from exc
+
+    def close(self) -> None:
+        """Close every connection."""
+        self._pool.close()

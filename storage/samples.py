@@ -109,7 +109,7 @@ class SampleWriter:
         prepared = [self._prepare(conn, batch) for batch in batches]
         # The first batch of each (tenant, key) is the one written; a repeat within
         # the same call is a duplicate like any replay.
-        firsts: dict[tuple[UUID, str], tuple[int, _EncodedRows]] = {}
+        firsts: dict[tuple[UUID, str], tuple[int, _Rows]] = {}
         for index, (batch, rows) in enumerate(zip(batches, prepared, strict=True)):
             if rows is not None:
                 firsts.setdefault((batch.tenant_id, batch.key), (index, rows))
@@ -131,14 +131,17 @@ class SampleWriter:
                         },
                     ).fetchall()
                 )
-                if claimed:
+                written = [rows for tenant_id, key, rows in claims if (tenant_id, key) in claimed]
+                if written:
+                    payload = encode_samples(
+                        np.concatenate([rows.times_us for rows in written]),
+                        np.concatenate([rows.series_ids for rows in written]),
+                        np.concatenate([rows.values for rows in written]),
+                    )
                     with conn.cursor().copy(query("copy_samples")) as copy:
-                        for tenant_id, key, rows in claims:
-                            if (tenant_id, key) not in claimed:
-                                continue
-                            view = memoryview(rows.payload)
-                            for offset in range(0, len(view), _COPY_CHUNK):
-                                copy.write(view[offset : offset + _COPY_CHUNK])
+                        view = memoryview(payload)
+                        for offset in range(0, len(view), _COPY_CHUNK):
+                            copy.write(view[offset : offset + _COPY_CHUNK])
         return [
             WriteResult(samples=0, duplicate=False)
             if rows is None
@@ -150,8 +153,8 @@ class SampleWriter:
             for index, (batch, rows) in enumerate(zip(batches, prepared, strict=True))
         ]
 
-    def _prepare(self, conn: psycopg.Connection, batch: SampleBatch) -> _EncodedRows | None:
-        """Resolve a batch's series and encode its rows; None when it has no samples."""
+    def _prepare(self, conn: psycopg.Connection, batch: SampleBatch) -> _Rows | None:
+        """Resolve a batch's series into rows; None when it has no samples."""
         parts = [part for part in batch.series if len(part.times_us)]
         if not parts:
             return None
@@ -169,18 +172,24 @@ class SampleWriter:
                 for part, first, last in zip(parts, firsts, lasts, strict=True)
             ],
         )
-        payload = encode_samples(times, np.repeat(np.asarray(ids, np.int64), lengths), values)
         batch_time_us = min(firsts) if batch.batch_time_us is None else batch.batch_time_us
-        return _EncodedRows(payload, len(times), to_datetime(batch_time_us))
+        return _Rows(
+            times, np.repeat(np.asarray(ids, np.int64), lengths), values, to_datetime(batch_time_us)
+        )
 
 
 @dataclass(frozen=True, slots=True)
-class _EncodedRows:
-    """A batch ready for COPY: its rows encoded, and what its ledger entry records."""
+class _Rows:
+    """A batch's rows with series resolved, and the time its ledger entry records."""
 
-    payload: bytes
-    samples: int
+    times_us: npt.NDArray[np.int64]
+    series_ids: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
     batch_time: datetime
+
+    @property
+    def samples(self) -> int:
+        return len(self.times_us)
 
 
 def read_samples(

@@ -44,6 +44,19 @@ def conn(database_url: str) -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture
-def tenant(conn: psycopg.Connection) -> tenants.Tenant:
+def issued(conn: psycopg.Connection) -> tenants.IssuedKey:
+    """A fresh tenant with its API key, so tests never see each other's series."""
+    return tenants.create_tenant(conn, f"t-{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture
+def tenant(issued: tenants.IssuedKey) -> tenants.Tenant:
     """A fresh tenant, so tests never see each other's series."""
-    return tenants.create_tenant(conn, f"t-{uuid.uuid4().hex[:16]}").tenant
+    return issued.tenant
+
+
+@pytest.fixture
+def bus_settings(settings: Settings, database_url: str) -> Settings:
+    """Settings with a bus of its own (fresh Redis stream names) for one test."""
+    bus = settings.bus.model_copy(update={"stream_prefix": f"test:{uuid.uuid4().hex[:12]}"})
+    return settings.model_copy(update={"bus": bus})

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -15,6 +17,8 @@ import psycopg
 import typer
 from pydantic import ValidationError
 
+from ingest.errors import IngestError
+from ingest.writer import WriterStats
 from storage import tenants
 from storage.database import connect, redact
 from storage.errors import StorageError, TenantExists, first_line
@@ -22,6 +26,7 @@ from storage.migrations import migrate as apply_migrations
 from vigil.durations import format_duration, parse_duration
 from vigil.services import ServiceError, local_services
 from vigil.settings import Settings
+from vigil.wiring import writer_threads
 
 app = typer.Typer(
     help="Vigil: a metrics monitoring platform on PostgreSQL + TimescaleDB and Redis.",
@@ -54,7 +59,7 @@ def _expected_failures() -> Iterator[None]:
     """Turn the domain's expected failures into one line on stderr and exit status 1."""
     try:
         yield
-    except (StorageError, ServiceError) as exc:
+    except (StorageError, ServiceError, IngestError) as exc:
         _fail(str(exc))
     except psycopg.errors.UndefinedTable as exc:
         _fail(f"{first_line(exc)}: run `vigil migrate` first")
@@ -212,6 +217,59 @@ def tenants_revoke_key(
     with _database(_settings()) as conn:
         tenants.revoke_api_key(conn, key_id)
     typer.echo(f"revoked {key_id}")
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8080,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Serve the HTTP API (ingestion) until interrupted."""
+    import uvicorn
+
+    _settings()  # fail with one line on bad settings, before workers start
+    uvicorn.run(
+        "vigil.wiring:api_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@app.command()
+def writer(
+    consumers: Annotated[int, typer.Option(min=1, help="Consumer-group members (threads).")] = 2,
+    report_every: Annotated[
+        float, typer.Option(help="Seconds between progress lines; 0 for none.")
+    ] = 10.0,
+) -> None:
+    """Move samples from the bus into TimescaleDB, exactly once, until interrupted."""
+    settings = _settings()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stats = WriterStats()
+    with _expected_failures():
+        threads = writer_threads(settings, consumers, stop, stats)
+    for thread in threads:
+        thread.start()
+    typer.echo(f"writer: {consumers} consumers on the {settings.bus.kind} bus")
+    while not stop.wait(report_every if report_every > 0 else None):
+        with stats.lock:
+            typer.echo(
+                f"writer: samples={stats.samples} envelopes={stats.envelopes} "
+                f"duplicates={stats.duplicates} db_retries={stats.db_retries} "
+                f"lag={stats.lag_s:.1f}s",
+            )
+    for thread in threads:
+        thread.join()
 
 
 def _demo_key(settings: Settings, conn: psycopg.Connection) -> str:

@@ -1,0 +1,121 @@
+"""Builds the long-lived objects (bus, pools, API app, writers) from one Settings."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from datetime import timedelta
+
+import redis
+from fastapi import FastAPI
+
+from api.app import create_app
+from api.auth import KeyAuthenticator
+from api.dependencies import ApiServices
+from ingest.bus import BusConsumer, BusPublisher
+from ingest.bus.redis_streams import RedisStreamsConsumer, RedisStreamsPublisher
+from ingest.intake import Intake
+from ingest.rate_limit import RateLimiter, RateLimits
+from ingest.validation import Limits, SeriesRules
+from ingest.writer import Writer, WriterStats
+from storage.database import Pool, connect
+from storage.samples import SampleWriter
+from storage.series import SeriesCatalog
+from vigil.settings import Settings
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    """A Redis client with bounded timeouts, so a dead Redis fails requests quickly."""
+    return redis.Redis.from_url(
+        settings.redis_url, socket_timeout=10, socket_connect_timeout=3, health_check_interval=30
+    )
+
+
+def bus_publisher(settings: Settings) -> BusPublisher:
+    """The configured bus, as the API publishes to it."""
+    bus = settings.bus
+    if bus.kind == "kafka":
+        from ingest.bus.kafka import KafkaPublisher, ensure_topic
+
+        ensure_topic(bus.kafka_bootstrap, bus.kafka_topic, bus.partitions)
+        return KafkaPublisher(bus.kafka_bootstrap, bus.kafka_topic, bus.partitions, bus.group)
+    return RedisStreamsPublisher(redis_client(settings), bus.stream_prefix, bus.partitions)
+
+
+def bus_consumer(settings: Settings, name: str) -> BusConsumer:
+    """A member of the writers' consumer group on the configured bus."""
+    bus = settings.bus
+    if bus.kind == "kafka":
+        from ingest.bus.kafka import KafkaConsumerMember, ensure_topic
+
+        ensure_topic(bus.kafka_bootstrap, bus.kafka_topic, bus.partitions)
+        return KafkaConsumerMember(bus.kafka_bootstrap, bus.kafka_topic, bus.group, name)
+    return RedisStreamsConsumer(
+        redis_client(settings),
+        bus.stream_prefix,
+        bus.partitions,
+        bus.group,
+        name,
+        reclaim_idle_ms=bus.reclaim_idle // timedelta(milliseconds=1),
+    )
+
+
+def api_services(settings: Settings) -> ApiServices:
+    """Everything the API's routers call."""
+    limits = settings.ingest
+    return ApiServices(
+        authenticator=KeyAuthenticator(Pool(settings.database_url)),
+        intake=Intake(
+            publisher=bus_publisher(settings),
+            rules=SeriesRules(
+                Limits(
+                    max_labels=limits.max_labels,
+                    max_label_name_length=limits.max_label_name_length,
+                    max_label_value_length=limits.max_label_value_length,
+                    max_future_us=limits.max_future // timedelta(microseconds=1),
+                )
+            ),
+            rate_limiter=RateLimiter(
+                redis_client(settings),
+                RateLimits(
+                    requests_per_s=limits.requests_per_s,
+                    request_burst=limits.request_burst,
+                    samples_per_s=limits.samples_per_s,
+                    sample_burst=limits.sample_burst,
+                ),
+            ),
+            max_batch_samples=limits.max_batch_samples,
+            max_backlog=settings.bus.max_backlog,
+        ),
+        max_body_bytes=limits.max_body_bytes,
+    )
+
+
+def api_app() -> FastAPI:
+    """The API app from VIGIL_* settings: the factory `vigil api` hands to uvicorn workers."""
+    return create_app(api_services(Settings()))
+
+
+def writer_threads(
+    settings: Settings, consumers: int, stop: threading.Event, stats: WriterStats
+) -> list[threading.Thread]:
+    """`consumers` writer loops, one thread and consumer-group member each, not started.
+
+    Threads suffice: a writer waits on the database most of the time, and the heavy
+    lifting (COPY) happens in PostgreSQL, not under the GIL.
+    """
+    prefix = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    threads = []
+    for number in range(consumers):
+        writer = Writer(
+            bus_consumer(settings, f"{prefix}-{number}"),
+            lambda: connect(settings.database_url),
+            SampleWriter(SeriesCatalog()),
+            stats=stats,
+        )
+        threads.append(
+            threading.Thread(target=writer.run, args=(stop,), name=f"writer-{number}", daemon=True)
+        )
+    return threads
