@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -26,6 +27,7 @@ from storage.migrations import migrate as apply_migrations
 from vigil.durations import format_duration, parse_duration
 from vigil.services import ServiceError, local_services
 from vigil.settings import Settings
+from vigil.supervisor import Child, Supervisor
 from vigil.wiring import writer_threads
 
 app = typer.Typer(
@@ -378,8 +380,11 @@ def _demo_key(settings: Settings, conn: psycopg.Connection) -> str:
 
 
 @app.command()
-def up() -> None:
-    """Start everything for a local Vigil, print where it is, and stop it on Ctrl-C."""
+def up(
+    port: Annotated[int, typer.Option(help="Port of the API.")] = 8080,
+    hosts: Annotated[int, typer.Option(min=0, help="Simulated hosts pushing metrics.")] = 200,
+) -> None:
+    """Run a local Vigil: services, API, writer and a simulated fleet; Ctrl-C stops it."""
     settings = _settings()
     started = []
     stop = False
@@ -390,6 +395,7 @@ def up() -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    supervisor = None
     try:
         with _expected_failures():
             for service in local_services(settings):
@@ -400,16 +406,39 @@ def up() -> None:
                     conn, samples_chunk_interval=settings.storage.samples_chunk_interval
                 )
                 key = _demo_key(settings, conn)
+        logs = settings.data_dir / "log"
+        url = f"http://127.0.0.1:{port}"
+        children = [
+            Child("api", ["api", "--port", str(port)], logs / "api.log"),
+            Child("writer", ["writer", "--report-every", "30"], logs / "writer.log"),
+        ]
+        if hosts:
+            children.append(
+                Child(
+                    "agentsim",
+                    ["agentsim", "--url", url, "--hosts", str(hosts)],
+                    logs / "agentsim.log",
+                    env={"VIGIL_API_KEY": key},
+                )
+            )
+        supervisor = Supervisor(children, lambda line: typer.echo(f"vigil up: {line}"))
+        supervisor.start()
         typer.echo("Vigil is up.")
+        typer.echo(f"  API         {url}  (POST /v1/metrics/ingest, POST /api/v1/write)")
         typer.echo(f"  PostgreSQL  {redact(settings.database_url)}")
-        typer.echo(f"  Redis       {redact(settings.redis_url)}")
+        typer.echo(f"  Redis       {redact(settings.redis_url)}  ({settings.bus.kind} bus)")
         typer.echo("  tenant      demo")
         typer.echo(f"  API key     {key}")
+        typer.echo(f"  fleet       {hosts} simulated hosts, every 10s")
+        typer.echo(f"  logs        {logs}/{{api,writer,agentsim}}.log")
         typer.echo("Press Ctrl-C to stop.")
         sys.stdout.flush()
         while not stop:
-            signal.pause()
+            time.sleep(1)
+            supervisor.check()
     finally:
+        if supervisor is not None:
+            supervisor.stop()
         with _expected_failures():
             for service in reversed(started):
                 service.down()

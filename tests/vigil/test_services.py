@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -17,14 +16,9 @@ import redis
 
 from storage import tenants
 from storage.database import connect
+from tests.live_servers import free_port, wait_until
 from vigil.services import LocalPostgres, LocalRedis
 from vigil.settings import PROJECT_ROOT, ServicesSettings, Settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -129,7 +123,7 @@ def test_external_servers_are_left_alone(settings: Settings) -> None:
 
 def test_up_runs_everything_until_interrupted(scratch: Settings) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "vigil", "up"],
+        [sys.executable, "-m", "vigil", "up", "--port", str(free_port()), "--hosts", "3"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -146,6 +140,19 @@ def test_up_runs_everything_until_interrupted(scratch: Settings) -> None:
         tenant = tenants.authenticate(conn, key)
         assert tenant is not None and tenant.name == "demo"
     assert LocalRedis(scratch).status().running
+    # API, writer and the simulated fleet run: the demo tenant's samples arrive.
+    with connect(scratch.database_url) as conn:
+        wait_until(
+            lambda: (
+                conn.execute(
+                    "SELECT count(*) FROM vigil.samples r JOIN vigil.series s ON s.id = r.series_id "
+                    "WHERE s.tenant_id = %s",
+                    (tenant.id,),
+                ).fetchone()[0]  # type: ignore[index]
+                > 0
+            ),
+            timeout_s=40,
+        )
 
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
