@@ -145,7 +145,8 @@ def test_up_runs_everything_until_interrupted(scratch: Settings) -> None:
         wait_until(
             lambda: (
                 conn.execute(
-                    "SELECT count(*) FROM vigil.samples r JOIN vigil.series s ON s.id = r.series_id "
+                    "SELECT count(*) FROM vigil.samples r "
+                    "JOIN vigil.series s ON s.id = r.series_id "
                     "WHERE s.tenant_id = %s",
                     (tenant.id,),
                 ).fetchone()[0]  # type: ignore[index]
