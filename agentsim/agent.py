@@ -133,7 +133,7 @@ class Agent:
         status = response.status_code
         if status == 202:
             result = response.json()
-            too_old = sum(1 for r in result.get("rejections", []) if r["code"] == "sample_too_old")
+            too_old = result.get("rejected_by_code", {}).get("sample_too_old", 0)
             self.stats.accepted += result["accepted"]
             self.stats.rejected += result["rejected"]
             self.stats.dropped_too_old += too_old

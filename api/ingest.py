@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -50,6 +51,7 @@ async def ingest(request: Request, caller: CallerDep, found: ServicesDep) -> JSO
         {
             "accepted": result.accepted,
             "rejected": len(result.rejections),
+            "rejected_by_code": _counts_by_code(result),
             "rejections": [
                 {"index": r.index, "code": r.code, "message": REJECTION_CODES[r.code]}
                 for r in result.rejections[:MAX_LISTED_REJECTIONS]
@@ -73,10 +75,7 @@ async def remote_write(request: Request, caller: CallerDep, found: ServicesDep) 
     if not result.rejections:
         return Response(status_code=204)
     # The valid samples are stored; Prometheus must not resend the rest.
-    counts: dict[str, int] = {}
-    for rejection in result.rejections:
-        counts[rejection.code] = counts.get(rejection.code, 0) + 1
-    summary = ", ".join(f"{count} {code}" for code, count in sorted(counts.items()))
+    summary = ", ".join(f"{count} {code}" for code, count in _counts_by_code(result).items())
     return JSONResponse(
         {
             "error": {
@@ -86,6 +85,11 @@ async def remote_write(request: Request, caller: CallerDep, found: ServicesDep) 
         },
         status_code=400,
     )
+
+
+def _counts_by_code(result: IntakeResult) -> dict[str, int]:
+    """How many samples were rejected with each code, codes sorted."""
+    return dict(sorted(Counter(rejection.code for rejection in result.rejections).items()))
 
 
 def _now_us() -> int:

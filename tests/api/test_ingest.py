@@ -92,7 +92,12 @@ def test_json_batch_round_trips_exactly(
     with client(live, issued.key) as http:
         response = http.post("/v1/metrics/ingest", json=body)
     assert response.status_code == 202, response.text
-    assert response.json() == {"accepted": 4, "rejected": 0, "rejections": []}
+    assert response.json() == {
+        "accepted": 4,
+        "rejected": 0,
+        "rejected_by_code": {},
+        "rejections": [],
+    }
     expected = sorted(
         [
             row("cpu_usage", {"host": "server-1", "region": "us-east"}, t * 10**6, 0.73),
@@ -239,6 +244,13 @@ def test_partial_batch_reports_each_rejected_index(live: str, issued: IssuedKey)
     assert response.status_code == 202
     result = response.json()
     assert (result["accepted"], result["rejected"]) == (1, 5)
+    assert result["rejected_by_code"] == {
+        "invalid_label_name": 1,
+        "invalid_metric_name": 1,
+        "invalid_value": 1,
+        "sample_in_future": 1,
+        "sample_too_old": 1,
+    }
     assert [(r["index"], r["code"]) for r in result["rejections"]] == [
         (1, "invalid_metric_name"),
         (2, "sample_too_old"),
