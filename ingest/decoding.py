@@ -84,16 +84,25 @@ def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> byt
 
 
 def _gunzip(body: bytes, max_bytes: int) -> bytes:
-    inflater = zlib.decompressobj(wbits=31)
-    try:
-        decoded = inflater.decompress(body, max_bytes + 1)
-    except zlib.error as exc:
-        raise MalformedBatch(f"body is not valid gzip: {exc}") from None
-    if len(decoded) > max_bytes:
-        raise BatchTooLarge(f"body decompresses to more than {max_bytes} bytes")
-    if not inflater.eof:
-        raise MalformedBatch("body is truncated gzip")
-    return decoded
+    """Every gzip member of the body (RFC 1952 allows several), at most max_bytes + 1."""
+    parts: list[bytes] = []
+    size = 0
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            part = inflater.decompress(rest, max_bytes + 1 - size)
+        except zlib.error as exc:
+            raise MalformedBatch(f"body is not valid gzip: {exc}") from None
+        parts.append(part)
+        size += len(part)
+        if size > max_bytes:
+            raise BatchTooLarge(f"body decompresses to more than {max_bytes} bytes")
+        if not inflater.eof:
+            raise MalformedBatch("body is truncated gzip")
+        rest = inflater.unused_data
+        if not rest:
+            return b"".join(parts)
 
 
 def _unsnappy(body: bytes, max_bytes: int) -> bytes:
@@ -136,14 +145,16 @@ def decode_remote_write(body: bytes) -> DecodedBatch:
         raise MalformedBatch(f"body is not a protobuf prometheus.WriteRequest: {exc}") from None
     builder = _ColumnBuilder()
     for timeseries in request.timeseries:
-        metric = ""
+        metric = None
         labels: list[tuple[str, str]] = []
         for label in timeseries.labels:
-            if label.name == "__name__":
-                metric = label.value
-            else:
+            if label.name != "__name__":
                 labels.append((label.name, label.value))
-        series = builder.add_series(RawSeries(metric, tuple(labels)))
+            elif metric is None:
+                metric = label.value
+            else:  # a second __name__: validation rejects the series for it
+                labels.append((label.name, label.value))
+        series = builder.add_series(RawSeries(metric or "", tuple(labels)))
         for sample in timeseries.samples:
             timestamp_ms = sample.timestamp
             if abs(timestamp_ms) > _MAX_ABS_US // 1000:

@@ -25,6 +25,10 @@ def request_key(batch_id: str | None, digest: bytes) -> str:
     return f"id:{batch_id}" if batch_id else f"sha:{digest.hex()}"
 
 
+_MIX = 0x9E3779B97F4A7C15
+_MASK64 = (1 << 64) - 1
+
+
 def _tenant_salt(tenant_id: UUID) -> int:
     """Mixed into series routes, so equal series of two tenants spread independently."""
     return int.from_bytes(hashlib.blake2b(tenant_id.bytes, digest_size=8).digest())
@@ -37,8 +41,11 @@ def encode_envelopes(
     if not batch.series:
         return []
     salt = _tenant_salt(tenant_id)
+    # Multiplying by an odd 64-bit constant and keeping the high bits mixes the salt into
+    # every bit, so with a power-of-two partition count tenants still spread differently
+    # (a plain XOR would only renumber the partitions).
     series_partition = np.fromiter(
-        ((series.route ^ salt) % partitions for series in batch.series),
+        ((((series.route ^ salt) * _MIX & _MASK64) >> 32) % partitions for series in batch.series),
         np.int64,
         len(batch.series),
     )

@@ -44,29 +44,39 @@ WHERE k.prefix = %(prefix)s AND k.revoked_at IS NULL;
 
 -- insert_series --
 -- Registers series new to the catalog; rows another writer registered first are skipped.
+-- %(rows)s is one JSON array of [metric, labels, fingerprint hex, first µs, last µs]:
+-- one parameter instead of five arrays, because psycopg dumps array elements one by
+-- one in Python (about 5 µs each), which dominated registering a burst of new series.
 INSERT INTO vigil.series (tenant_id, metric, labels, fingerprint, first_seen, last_seen)
-SELECT %(tenant_id)s, n.metric, n.labels::jsonb, n.fingerprint, n.first_seen, n.last_seen
-FROM unnest(
-    %(metrics)s::text[], %(labels)s::text[], %(fingerprints)s::bytea[],
-    %(first_seen)s::timestamptz[], %(last_seen)s::timestamptz[]
-) AS n (metric, labels, fingerprint, first_seen, last_seen)
-ORDER BY n.fingerprint
+SELECT %(tenant_id)s, r ->> 0, r -> 1, decode(r ->> 2, 'hex'),
+       timestamptz 'epoch' + (r ->> 3)::bigint * interval '1 microsecond',
+       timestamptz 'epoch' + (r ->> 4)::bigint * interval '1 microsecond'
+FROM jsonb_array_elements(%(rows)s::jsonb) AS r
+ORDER BY r ->> 2
 ON CONFLICT (tenant_id, fingerprint) DO NOTHING;
 
 -- select_series_by_fingerprint --
--- Ids and last-seen times of a tenant's series, by fingerprint.
-SELECT fingerprint, id, last_seen
-FROM vigil.series
-WHERE tenant_id = %(tenant_id)s AND fingerprint = ANY(%(fingerprints)s::bytea[]);
+-- Ids and last-seen times of a tenant's series, by fingerprint; %(fingerprints)s is
+-- the 16-byte fingerprints concatenated into one bytea (see insert_series for why).
+-- Rejected: `fingerprint = ANY(ARRAY(SELECT ...))`, which PostgreSQL evaluates as a
+-- filter over the tenant's whole index range (quadratic: 5.9 s for 30k series); the
+-- join probes the unique (tenant_id, fingerprint) index once per fingerprint.
+SELECT s.fingerprint, s.id, s.last_seen
+FROM generate_series(0, length(%(fingerprints)s::bytea) / 16 - 1) AS i
+JOIN vigil.series AS s
+  ON s.tenant_id = %(tenant_id)s
+ AND s.fingerprint = substring(%(fingerprints)s::bytea FROM i * 16 + 1 FOR 16);
 
 -- touch_series --
 -- Moves series' last_seen forward (never back), in id order so writers cannot deadlock.
+-- %(rows)s is one JSON array of [id, last-seen µs] (see insert_series for why).
 UPDATE vigil.series AS s
 SET last_seen = t.last_seen
 FROM (
-    SELECT id, last_seen
-    FROM unnest(%(ids)s::bigint[], %(last_seen)s::timestamptz[]) AS u (id, last_seen)
-    ORDER BY id
+    SELECT (r ->> 0)::bigint AS id,
+           timestamptz 'epoch' + (r ->> 1)::bigint * interval '1 microsecond' AS last_seen
+    FROM jsonb_array_elements(%(rows)s::jsonb) AS r
+    ORDER BY 1
 ) AS t
 WHERE s.id = t.id AND s.last_seen < t.last_seen;
 

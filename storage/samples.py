@@ -106,7 +106,7 @@ class SampleWriter:
     def _write_many(
         self, conn: psycopg.Connection, batches: Sequence[SampleBatch]
     ) -> list[WriteResult]:
-        prepared = [self._prepare(conn, batch) for batch in batches]
+        prepared = self._prepare(conn, batches)
         # The first batch of each (tenant, key) is the one written; a repeat within
         # the same call is a duplicate like any replay.
         firsts: dict[tuple[UUID, str], tuple[int, _Rows]] = {}
@@ -153,29 +153,64 @@ class SampleWriter:
             for index, (batch, rows) in enumerate(zip(batches, prepared, strict=True))
         ]
 
-    def _prepare(self, conn: psycopg.Connection, batch: SampleBatch) -> _Rows | None:
-        """Resolve a batch's series into rows; None when it has no samples."""
-        parts = [part for part in batch.series if len(part.times_us)]
-        if not parts:
-            return None
-        lengths = np.fromiter((len(part.times_us) for part in parts), np.int64, len(parts))
-        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-        times = np.concatenate([part.times_us for part in parts]).astype(np.int64, copy=False)
-        values = np.concatenate([part.values for part in parts]).astype(np.float64, copy=False)
-        firsts = np.minimum.reduceat(times, starts).tolist()
-        lasts = np.maximum.reduceat(times, starts).tolist()
-        ids = self._catalog.resolve(
-            conn,
-            batch.tenant_id,
-            [
+    def _prepare(
+        self, conn: psycopg.Connection, batches: Sequence[SampleBatch]
+    ) -> list[_Rows | None]:
+        """Each batch's rows with series resolved; None for a batch without samples.
+
+        Series are resolved once per tenant for all batches together, so a burst of new
+        series costs one catalog round trip per call rather than one per batch.
+        """
+        columns: list[_Columns | None] = []
+        series_of: dict[UUID, list[SeriesTimes]] = {}
+        for batch in batches:
+            parts = [part for part in batch.series if len(part.times_us)]
+            if not parts:
+                columns.append(None)
+                continue
+            lengths = np.fromiter((len(part.times_us) for part in parts), np.int64, len(parts))
+            starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+            times = np.concatenate([part.times_us for part in parts]).astype(np.int64, copy=False)
+            values = np.concatenate([part.values for part in parts]).astype(np.float64, copy=False)
+            firsts = np.minimum.reduceat(times, starts).tolist()
+            lasts = np.maximum.reduceat(times, starts).tolist()
+            wanted = series_of.setdefault(batch.tenant_id, [])
+            columns.append(_Columns(len(wanted), lengths, times, values, min(firsts)))
+            wanted.extend(
                 SeriesTimes(part.key, first, last)
                 for part, first, last in zip(parts, firsts, lasts, strict=True)
-            ],
-        )
-        batch_time_us = min(firsts) if batch.batch_time_us is None else batch.batch_time_us
-        return _Rows(
-            times, np.repeat(np.asarray(ids, np.int64), lengths), values, to_datetime(batch_time_us)
-        )
+            )
+        ids = {
+            tenant_id: np.asarray(self._catalog.resolve(conn, tenant_id, wanted), np.int64)
+            for tenant_id, wanted in series_of.items()
+        }
+        prepared: list[_Rows | None] = []
+        for batch, found in zip(batches, columns, strict=True):
+            if found is None:
+                prepared.append(None)
+                continue
+            series_ids = ids[batch.tenant_id][found.offset : found.offset + len(found.lengths)]
+            batch_time_us = batch.batch_time_us
+            prepared.append(
+                _Rows(
+                    found.times_us,
+                    np.repeat(series_ids, found.lengths),
+                    found.values,
+                    to_datetime(found.earliest_us if batch_time_us is None else batch_time_us),
+                )
+            )
+        return prepared
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """A batch's samples as columns; its series sit at `offset` in its tenant's list."""
+
+    offset: int
+    lengths: npt.NDArray[np.int64]
+    times_us: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+    earliest_us: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
 
+import orjson
 import psycopg
 
 from storage.queries import query
-from storage.timestamps import to_datetime, to_unix_us
+from storage.timestamps import to_unix_us
 
 # `last_seen` moves only when a sample is this much newer than the recorded value, so
 # steady ingestion does not rewrite catalog rows (one update per series per window).
@@ -62,6 +62,8 @@ class SeriesCatalog:
 
     The cache is bounded and evicts in insertion order (oldest first): cheaper than
     LRU bookkeeping on every hit, and an evicted hot series costs one catalog read.
+    Writer threads may share one catalog: each step is a single dict operation, and two
+    threads registering the same series both end with the one id the database holds.
     """
 
     def __init__(self, max_cached: int = 1_000_000) -> None:
@@ -117,25 +119,23 @@ class SeriesCatalog:
         firsts = [min(series[p].first_us for p in missing[f]) for f in fingerprints]
         lasts = [max(series[p].last_us for p in missing[f]) for f in fingerprints]
         keys = [series[missing[f][0]].key for f in fingerprints]
+        rows = [
+            [key.metric, dict(key.labels), fingerprint.hex(), first, last]
+            for key, fingerprint, first, last in zip(keys, fingerprints, firsts, lasts, strict=True)
+        ]
         conn.execute(
-            query("insert_series"),
-            {
-                "tenant_id": tenant_id,
-                "metrics": [key.metric for key in keys],
-                "labels": [json.dumps(dict(key.labels)) for key in keys],
-                "fingerprints": fingerprints,
-                "first_seen": [to_datetime(us) for us in firsts],
-                "last_seen": [to_datetime(us) for us in lasts],
-            },
+            query("insert_series"), {"tenant_id": tenant_id, "rows": orjson.dumps(rows).decode()}
         )
         # A separate statement: its snapshot sees rows that concurrent writers committed
         # while our insert waited on them, which a CTE in the same statement would not.
-        rows = conn.execute(
+        found_rows = conn.execute(
             query("select_series_by_fingerprint"),
-            {"tenant_id": tenant_id, "fingerprints": fingerprints},
+            {"tenant_id": tenant_id, "fingerprints": b"".join(fingerprints)},
         ).fetchall()
         lagging: dict[int, tuple[_Known, int]] = {}
-        found = {fingerprint: (series_id, last_seen) for fingerprint, series_id, last_seen in rows}
+        found = {
+            fingerprint: (series_id, last_seen) for fingerprint, series_id, last_seen in found_rows
+        }
         for fingerprint, key, last_us in zip(fingerprints, keys, lasts, strict=True):
             series_id, last_seen = found[fingerprint]
             known = _Known(series_id, to_unix_us(last_seen))
@@ -149,13 +149,10 @@ class SeriesCatalog:
     def _remember(self, tenant_id: UUID, key: SeriesKey, known: _Known) -> None:
         if len(self._known) >= self._max_cached:
             for evicted in list(self._known)[: max(1, self._max_cached // 10)]:
-                del self._known[evicted]
+                self._known.pop(evicted, None)  # another thread may have evicted it
         self._known[(tenant_id, key)] = known
 
     @staticmethod
     def _touch(conn: psycopg.Connection, last_seen_us: dict[int, int]) -> None:
-        ids = sorted(last_seen_us)
-        conn.execute(
-            query("touch_series"),
-            {"ids": ids, "last_seen": [to_datetime(last_seen_us[i]) for i in ids]},
-        )
+        rows = [[series_id, last_seen_us[series_id]] for series_id in sorted(last_seen_us)]
+        conn.execute(query("touch_series"), {"rows": orjson.dumps(rows).decode()})

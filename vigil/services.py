@@ -77,6 +77,10 @@ class _LocalService:
         self._pid_file = data_dir / pid_file_name
         self.managed = _is_local(url, port)
 
+    def pid(self) -> int | None:
+        """The server's process id when it runs from this project's pid file."""
+        return self._running_pid()
+
     def _running_pid(self) -> int | None:
         """The pid on the pid file's first line, if that process is alive."""
         try:

@@ -107,12 +107,15 @@ def writer_threads(
     lifting (COPY) happens in PostgreSQL, not under the GIL.
     """
     prefix = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    # One catalog for all consumers: each receives envelopes from every partition, so
+    # separate caches would each have to learn every series.
+    catalog = SeriesCatalog()
     threads = []
     for number in range(consumers):
         writer = Writer(
             bus_consumer(settings, f"{prefix}-{number}"),
             lambda: connect(settings.database_url),
-            SampleWriter(SeriesCatalog()),
+            SampleWriter(catalog),
             stats=stats,
         )
         threads.append(

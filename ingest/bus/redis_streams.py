@@ -93,6 +93,7 @@ class RedisStreamsConsumer:
         self._name = name
         self._reclaim_idle_ms = reclaim_idle_ms
         self._next_reclaim = 0.0
+        self._rotation = 0
         self._ensure_groups()
 
     def _ensure_groups(self) -> None:
@@ -112,11 +113,18 @@ class RedisStreamsConsumer:
             deliveries = self._reclaim(max_messages)
             if deliveries:
                 return deliveries
+            # COUNT applies per stream: split the budget over at most max_messages streams
+            # (rotating which), so one receive never returns more than asked for.
+            width = min(len(self._streams), max(1, max_messages))
+            streams = [
+                self._streams[(self._rotation + i) % len(self._streams)] for i in range(width)
+            ]
+            self._rotation = (self._rotation + width) % len(self._streams)
             response: list[Any] = self._client.xreadgroup(  # type: ignore[assignment]
                 self._group,
                 self._name,
-                {stream: ">" for stream in self._streams},
-                count=max_messages,
+                {stream: ">" for stream in streams},
+                count=max(1, max_messages // width),
                 block=max(1, int(timeout_s * 1000)),
             )
         except redis.ResponseError as exc:
