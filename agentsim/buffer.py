@@ -1,18 +1,33 @@
 """The agent's bounded on-disk buffer: batches wait here until the server takes them.
 
-One file per batch, named by a sequence number so the oldest sorts first, written to
-a temporary name and renamed so a crash never leaves half a batch. When the buffer
-would exceed its bound the oldest batches are dropped: during a long outage recent
-data is worth more than old (and old data would be refused as too old anyway).
+One file per batch, named `<sequence>-<samples>-<batch id>.batch` so the oldest sorts
+first and a restarted agent knows each batch's id and size without decoding it. Files
+are written under a temporary name and renamed, so a crash never leaves half a batch
+under a real name. When the buffer would exceed its bound the oldest batches are
+dropped: during a long outage recent data is worth more than old (which the server
+would refuse as too old anyway).
+
+No fsync: the buffer survives the agent process dying, not the machine losing power.
+An fsync per batch (every host, every interval) costs more than a simulator should pay.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES = 100 * 2**20
+
 _SUFFIX = ".batch"
+_TEMPORARY = ".tmp"
+_NAME = re.compile(r"(\d+)-(\d+)-([A-Za-z0-9_.]+)\.batch")
+_BATCH_ID = re.compile(r"[A-Za-z0-9_.]{1,128}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,22 +40,39 @@ class BufferedBatch:
     payload: bytes
 
 
-class DiskBuffer:
-    """Batches in arrival order on disk, at most `max_bytes` of them."""
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    path: Path
+    size: int
+    samples: int
 
-    def __init__(self, directory: Path, max_bytes: int = 100 * 2**20) -> None:
+
+class DiskBuffer:
+    """Batches in arrival order on disk, at most `max_bytes` of payload in all."""
+
+    def __init__(self, directory: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
         self.dropped_batches = 0
         self.dropped_samples = 0
         directory.mkdir(parents=True, exist_ok=True)
-        for leftover in directory.glob("*.tmp"):
-            leftover.unlink()
-        self._files = sorted(directory.glob(f"*{_SUFFIX}"))
-        self._sizes = {path: path.stat().st_size for path in self._files}
-        self._bytes = sum(self._sizes.values())
-        self._samples = sum(self._samples_of(path) for path in self._files)
-        self._next = int(self._files[-1].name.split("-", 1)[0]) + 1 if self._files else 0
+        for leftover in directory.glob(f"*{_TEMPORARY}"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+        found: list[tuple[int, _Entry]] = []
+        for path in directory.glob(f"*{_SUFFIX}"):
+            match = _NAME.fullmatch(path.name)
+            if match is None:
+                log.warning("%s: not a buffered batch, ignored", path)
+                continue
+            entry = _Entry(path, path.stat().st_size, int(match[2]))
+            found.append((int(match[1]), entry))
+        # Dicts keep insertion order: the first key is always the oldest batch.
+        self._entries = dict(sorted(found, key=lambda item: item[0]))
+        self._bytes = sum(entry.size for entry in self._entries.values())
+        self._samples = sum(entry.samples for entry in self._entries.values())
+        self._next = max(self._entries, default=-1) + 1
+        self._trim()
 
     @property
     def size_bytes(self) -> int:
@@ -53,49 +85,69 @@ class DiskBuffer:
         return self._samples
 
     def __len__(self) -> int:
-        return len(self._files)
+        return len(self._entries)
 
     def push(self, batch_id: str, samples: int, payload: bytes) -> None:
         """Append a batch, dropping the oldest ones if the bound would be exceeded."""
-        name = f"{self._next:012d}-{samples}-{batch_id}{_SUFFIX}"
+        if not _BATCH_ID.fullmatch(batch_id):
+            raise ValueError(f"batch id {batch_id!r} must match {_BATCH_ID.pattern}")
+        if len(payload) > self.max_bytes:
+            # Emptying the whole buffer would not make room for it; lose only this batch.
+            self.dropped_batches += 1
+            self.dropped_samples += samples
+            return
+        sequence = self._next
         self._next += 1
-        path = self.directory / name
-        temporary = path.with_suffix(".tmp")
-        temporary.write_bytes(payload)
-        os.replace(temporary, path)
-        self._files.append(path)
-        self._sizes[path] = len(payload)
+        path = self.directory / f"{sequence:012d}-{samples}-{batch_id}{_SUFFIX}"
+        temporary = path.with_suffix(_TEMPORARY)
+        try:
+            temporary.write_bytes(payload)
+            os.replace(temporary, path)
+        except OSError as exc:
+            # A full or failing disk loses this batch, not the agent.
+            log.warning("%s: batch %s not buffered: %s", self.directory, batch_id, exc)
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
+            self.dropped_batches += 1
+            self.dropped_samples += samples
+            return
+        self._entries[sequence] = _Entry(path, len(payload), samples)
         self._bytes += len(payload)
         self._samples += samples
-        while self._bytes > self.max_bytes and self._files:
-            oldest = self._files[0]
-            self.dropped_batches += 1
-            self.dropped_samples += self._samples_of(oldest)
-            self._remove(oldest)
+        self._trim()
 
-    def oldest(self) -> BufferedBatch | None:
-        """The batch that has waited longest, or None when empty."""
-        if not self._files:
-            return None
-        path = self._files[0]
-        sequence, samples, rest = path.name.split("-", 2)
-        return BufferedBatch(
-            int(sequence), rest.removesuffix(_SUFFIX), int(samples), path.read_bytes()
-        )
+    def peek_oldest(self) -> BufferedBatch | None:
+        """The batch that has waited longest, without removing it; None when empty."""
+        while self._entries:
+            sequence, entry = next(iter(self._entries.items()))
+            match = _NAME.fullmatch(entry.path.name)
+            assert match is not None
+            try:
+                payload = entry.path.read_bytes()
+            except FileNotFoundError:
+                # Deleted behind our back (an operator clearing the folder): it is gone.
+                log.warning("%s: vanished from the buffer", entry.path)
+                del self._entries[sequence]
+                self._forget(entry)
+                continue
+            return BufferedBatch(sequence, match[3], entry.samples, payload)
+        return None
 
     def remove(self, batch: BufferedBatch) -> None:
-        """Forget a delivered (or undeliverable) batch."""
-        for path in self._files:
-            if int(path.name.split("-", 1)[0]) == batch.sequence:
-                self._remove(path)
-                return
+        """Forget a delivered (or undeliverable) batch; a no-op if it is already gone."""
+        entry = self._entries.pop(batch.sequence, None)
+        if entry is not None:
+            self._forget(entry)
 
-    def _remove(self, path: Path) -> None:
-        self._files.remove(path)
-        self._bytes -= self._sizes.pop(path)
-        self._samples -= self._samples_of(path)
-        path.unlink(missing_ok=True)
+    def _trim(self) -> None:
+        while self._bytes > self.max_bytes and self._entries:
+            oldest = next(iter(self._entries))
+            entry = self._entries.pop(oldest)
+            self.dropped_batches += 1
+            self.dropped_samples += entry.samples
+            self._forget(entry)
 
-    @staticmethod
-    def _samples_of(path: Path) -> int:
-        return int(path.name.split("-", 2)[1])
+    def _forget(self, entry: _Entry) -> None:
+        self._bytes -= entry.size
+        self._samples -= entry.samples
+        entry.path.unlink(missing_ok=True)

@@ -37,11 +37,13 @@ class Sample:
 class Host:
     """One simulated server; `collect(now)` returns everything it measures at that moment."""
 
-    def __init__(self, index: int, seed: int, cores: int = 4) -> None:
+    def __init__(self, index: int, seed: int, cores: int | None = None) -> None:
         self.name = f"host-{index:05d}"
+        # A string seed is hashed with SHA-512, so it is stable across processes and runs.
         self._rng = random.Random(f"{seed}:{index}")
         self._base = {"host": self.name, "region": REGIONS[index % len(REGIONS)]}
-        self._cores = cores
+        self._cores = cores if cores is not None else self._rng.choice((2, 4, 8))
+        self._load = 0.0
         self._memory_total = float(self._rng.choice((8, 16, 32, 64)) * 2**30)
         self._memory_used = self._memory_total * self._rng.uniform(0.2, 0.6)
         self._disk_total = {
@@ -50,7 +52,7 @@ class Host:
         self._disk_used = {
             mount: total * self._rng.uniform(0.1, 0.7) for mount, total in self._disk_total.items()
         }
-        self._cpu_seconds = {(core, mode): 0.0 for core in range(cores) for mode in CPU_MODES}
+        self._cpu_seconds = {(core, mode): 0.0 for core in range(self._cores) for mode in CPU_MODES}
         self._net_bytes = {
             (iface, way): 0.0 for iface in INTERFACES for way in ("receive", "transmit")
         }
@@ -89,6 +91,7 @@ class Host:
             shares["idle"] = 1.0 - sum(shares.values())
             for mode in CPU_MODES:
                 self._cpu_seconds[core, mode] += shares[mode] * elapsed
+        self._load = 0.8 * self._load + 0.2 * busy * self._cores * rng.uniform(0.8, 1.5)
         self._memory_used = min(
             self._memory_total * 0.95,
             max(self._memory_total * 0.1, self._memory_used * rng.uniform(0.97, 1.03)),
@@ -115,6 +118,8 @@ class Host:
             Sample("node_cpu_seconds_total", {**base, "cpu": str(core), "mode": mode}, value, now)
             for (core, mode), value in self._cpu_seconds.items()
         ]
+        for window, factor in (("1", 1.0), ("5", 0.9), ("15", 0.8)):
+            out.append(Sample(f"node_load{window}", base, self._load * factor, now))
         out.append(Sample("node_memory_MemTotal_bytes", base, self._memory_total, now))
         out.append(
             Sample(

@@ -1,165 +1,277 @@
-"""Agents against the real API: outages, overflow, refusals, rate limits, stale data."""
+"""One agent against a real HTTP receiver on a fake clock: outages, refusals, overflow, retries."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import random
-import threading
-import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
-from agentsim.agent import Agent, Backoff
+from agentsim.agent import Agent
+from agentsim.backoff import DEFAULT_BACKOFF, Backoff
 from agentsim.buffer import DiskBuffer
-from agentsim.fleet import run_fleet
 from agentsim.host import Host
-from storage.tenants import IssuedKey
-from tests.live_servers import api_server, free_port, writers
-from vigil.settings import Settings
+from tests.agentsim.fake_clock import EPOCH, FakeClock
+from tests.agentsim.receiver import Received, Receiver, Reply, accept_all, error
 
-FAST_BACKOFF = Backoff(base_s=0.2, cap_s=1.0)
-
-
-def stored(conn: psycopg.Connection, issued: IssuedKey) -> int:
-    row = conn.execute(
-        "SELECT count(*) FROM vigil.samples r JOIN vigil.series s ON s.id = r.series_id "
-        "WHERE s.tenant_id = %s",
-        (issued.tenant.id,),
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+# Jitter far below any Retry-After used here, so waits are the server's.
+TINY_BACKOFF = Backoff(base_s=0.001, cap_s=0.001)
 
 
-@pytest.fixture
-def writer(bus_settings: Settings) -> Iterator[None]:
-    with writers(bus_settings):
-        yield
-
-
-def test_server_down_for_20s_then_everything_is_delivered(
-    bus_settings: Settings,
-    issued: IssuedKey,
-    conn: psycopg.Connection,
-    writer: None,
-    tmp_path: Path,
-) -> None:
-    port = free_port()
-    down = threading.Event()
-    back = threading.Event()
-
-    def outage() -> None:
-        with api_server(bus_settings, port):
-            time.sleep(3)
-        down.set()  # the API is gone: connections are refused for 20 s
-        time.sleep(20)
-        with api_server(bus_settings, port):
-            back.set()
-            time.sleep(12)
-
-    server = threading.Thread(target=outage)
-    server.start()
-    time.sleep(0.5)
-    lines: list[str] = []
-    stats = asyncio.run(
-        run_fleet(
-            f"http://127.0.0.1:{port}",
-            issued.key,
-            4,
-            interval_s=1.0,
-            duration_s=33,
-            buffer_dir=tmp_path,
-            backoff=FAST_BACKOFF,
-            progress=lines.append,
-            progress_every_s=2,
+@asynccontextmanager
+async def agent_for(
+    receiver: Receiver,
+    clock: FakeClock,
+    buffer_dir: Path,
+    *,
+    backoff: Backoff = DEFAULT_BACKOFF,
+    max_bytes: int = 2**20,
+    compress: bool = False,
+) -> AsyncIterator[Agent]:
+    async with httpx.AsyncClient(base_url=receiver.base_url, timeout=5) as client:
+        yield Agent(
+            Host(0, seed=1),
+            DiskBuffer(buffer_dir, max_bytes),
+            client,
+            "test-key",
+            random.Random(0),
+            backoff,
+            compress,
+            clock,
         )
-    )
-    server.join()
-    assert down.is_set() and back.is_set()
-    assert stats.retries > 0
-    assert any("buffered=" in line and "buffered=0 " not in line for line in lines), lines
-    assert stats.buffered == 0 and stats.dropped_overflow == 0
-    assert stats.accepted == stats.collected > 0
-    deadline = time.monotonic() + 20
-    while stored(conn, issued) < stats.collected and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert stored(conn, issued) == stats.collected
 
 
-def test_overflowing_buffer_drops_oldest_and_counts_it(issued: IssuedKey, tmp_path: Path) -> None:
-    stats = asyncio.run(
-        run_fleet(
-            f"http://127.0.0.1:{free_port()}",
-            issued.key,
-            1,
-            interval_s=0.05,
-            duration_s=2,
-            buffer_dir=tmp_path,
-            buffer_max_bytes=20_000,
-            backoff=FAST_BACKOFF,
-            progress=None,
-        )
-    )
-    assert stats.dropped_overflow > 0 and stats.accepted == 0
-    assert stats.buffered + stats.dropped_overflow == stats.collected
-    assert sum(p.stat().st_size for p in tmp_path.rglob("*.batch")) <= 20_000
+def answers(*replies: Reply) -> Callable[[Received], Reply]:
+    """Answer requests with these replies in turn, then accept everything."""
+    queue = list(replies)
+    return lambda request: queue.pop(0) if queue else accept_all(request)
 
 
-async def deliver_once(base_url: str, key: str, tmp_path: Path, collect_at: float) -> Agent:
-    async with httpx.AsyncClient(base_url=base_url) as client:
-        agent = Agent(Host(0, 1), DiskBuffer(tmp_path), client, key, random.Random(0), FAST_BACKOFF)
-        agent.collect(collect_at)
-        await agent.deliver()
-        return agent
-
-
-def test_a_4xx_is_dropped_never_retried(bus_settings: Settings, tmp_path: Path) -> None:
-    with api_server(bus_settings) as base_url:
-        agent = asyncio.run(deliver_once(base_url, "not-a-key", tmp_path, time.time()))
-    assert agent.stats.requests == 1 and agent.stats.retries == 0
-    assert agent.stats.dropped_rejected == agent.stats.collected > 0
-    assert len(agent.buffer) == 0
-
-
-def test_too_old_samples_are_dropped_not_retried(
-    bus_settings: Settings, issued: IssuedKey, tmp_path: Path
+def test_after_an_outage_every_batch_is_delivered_exactly_once(
+    receiver: Receiver, clock: FakeClock, tmp_path: Path
 ) -> None:
-    with api_server(bus_settings) as base_url:
-        agent = asyncio.run(deliver_once(base_url, issued.key, tmp_path, time.time() - 3 * 3600))
-    assert agent.stats.dropped_too_old == agent.stats.collected > 0
-    assert agent.stats.accepted == 0 and len(agent.buffer) == 0
+    clock.at(30, receiver.stop)  # connections refused from t=30 s ...
+    clock.at(200, receiver.start)  # ... until t=200 s
+
+    async def scenario() -> Agent:
+        async with agent_for(receiver, clock, tmp_path) as agent:
+            await agent.run(10.0, until=400)
+            return agent
+
+    agent = asyncio.run(scenario())
+    delivered = receiver.delivered()
+    assert Counter(r.batch_id for r in delivered).most_common(1)[0][1] == 1
+    assert len(delivered) == 40 == len(receiver.received), "one batch per 10 s, no resends"
+    assert sum(r.samples for r in delivered) == agent.stats.accepted == agent.stats.collected
+    assert agent.stats.retries > 0 and agent.stats.requests > 40
+    assert len(agent.buffer) == 0 and agent.stats.dropped == 0
+    backlog = []
+    for request in delivered:
+        assert request.batch is not None
+        collected_at = request.batch.metrics[0].timestamp - EPOCH
+        assert request.at >= collected_at
+        if 30 <= collected_at < 200:
+            backlog.append(request.at)
+    assert len(backlog) == 17 and min(backlog) >= 200, "collected in the outage, sent after it"
+    # Backoff is capped at 60 s: the backlog is gone within a minute of the recovery.
+    assert max(backlog) <= 200 + 60
+    stamps = [r.batch.metrics[0].timestamp for r in delivered if r.batch is not None]
+    assert stamps == sorted(stamps), "oldest first"
 
 
-def test_429_is_retried_no_sooner_than_retry_after(
-    bus_settings: Settings, issued: IssuedKey, tmp_path: Path
+@pytest.mark.parametrize(
+    ("reply", "min_wait_s"),
+    [
+        (error(429, "rate_limited", retry_after_s=7), 7.0),
+        (error(503, "backlog_full", retry_after_s=12), 12.0),
+        (error(503, "bus_unavailable", retry_after_s=1), 1.0),
+        (error(500, "internal"), 0.0),
+        (error(502, "bad_gateway"), 0.0),
+        (error(408, "request_timeout"), 0.0),
+    ],
+)
+def test_a_retryable_answer_keeps_the_batch_and_waits_at_least_retry_after(
+    receiver: Receiver, clock: FakeClock, tmp_path: Path, reply: Reply, min_wait_s: float
 ) -> None:
-    ingest = bus_settings.ingest.model_copy(update={"requests_per_s": 0.5, "request_burst": 1})
-    limited = bus_settings.model_copy(update={"ingest": ingest})
+    receiver.answer = answers(reply, reply, reply)
 
-    async def scenario(base_url: str) -> tuple[Agent, float]:
-        async with httpx.AsyncClient(base_url=base_url) as client:
-            agent = Agent(
-                Host(0, 1),
-                DiskBuffer(tmp_path),
-                client,
-                issued.key,
-                random.Random(0),
-                Backoff(base_s=0.01, cap_s=0.01),
-            )
-            agent.collect(time.time())
-            agent.collect(time.time() + 1)
-            began = time.monotonic()
-            await agent.deliver()  # first accepted, second gets 429 with Retry-After: 2
-            assert len(agent.buffer) == 1 and agent.stats.retries == 1
+    async def scenario() -> Agent:
+        async with agent_for(receiver, clock, tmp_path, backoff=TINY_BACKOFF) as agent:
+            agent.collect(clock.time())
             while len(agent.buffer):
-                await asyncio.sleep(0.05)
                 await agent.deliver()
-            return agent, time.monotonic() - began
+                if len(agent.buffer):
+                    asked = len(receiver.received)
+                    assert agent.retry_at >= clock.monotonic() + min_wait_s
+                    clock.advance_to(agent.retry_at - 0.0005)
+                    await agent.deliver()
+                    assert len(receiver.received) == asked, "nothing sent before the wait ends"
+                    clock.advance_to(agent.retry_at)
+            return agent
 
-    with api_server(limited) as base_url:
-        agent, elapsed = asyncio.run(scenario(base_url))
-    assert agent.stats.accepted == agent.stats.collected
-    assert elapsed >= 1.9  # 1 token per 2 s: Retry-After said 2 s, the agent waited
+    agent = asyncio.run(scenario())
+    statuses = [r.status for r in receiver.received]
+    assert statuses == [reply.status] * 3 + [202]
+    assert len({r.batch_id for r in receiver.received}) == 1, "every retry reuses the batch id"
+    times = [r.at for r in receiver.received]
+    assert all(later - earlier >= min_wait_s for earlier, later in itertools.pairwise(times))
+    assert (agent.stats.requests, agent.stats.retries) == (4, 3)
+    assert agent.stats.accepted == agent.stats.collected and agent.stats.dropped == 0
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        error(400, "malformed_body"),
+        error(401, "unauthorized"),
+        error(413, "batch_too_large"),
+        error(415, "unsupported_media_type"),
+        error(422, "unprocessable"),
+    ],
+)
+def test_a_refused_batch_is_dropped_and_never_retried(
+    receiver: Receiver,
+    clock: FakeClock,
+    tmp_path: Path,
+    reply: Reply,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    receiver.answer = lambda request: reply
+
+    async def scenario() -> Agent:
+        async with agent_for(receiver, clock, tmp_path) as agent:
+            agent.collect(clock.time())
+            agent.collect(clock.time() + 10)
+            await agent.deliver()  # both refused: a refusal does not stop the drain
+            for _ in range(5):
+                clock.advance_to(clock.now + 60)
+                await agent.deliver()
+            return agent
+
+    with caplog.at_level(logging.WARNING, logger="agentsim.agent"):
+        agent = asyncio.run(scenario())
+    assert len(receiver.received) == 2 and len({r.batch_id for r in receiver.received}) == 2
+    assert agent.stats.retries == 0 and len(agent.buffer) == 0
+    assert agent.stats.dropped_rejected == agent.stats.collected > 0
+    assert agent.stats.accepted == 0
+    assert len(caplog.records) == 1, "the same refusal is logged once"
+    assert str(reply.status) in caplog.records[0].getMessage()
+
+
+def rejecting(too_old: int, in_future: int, by_code: bool) -> Callable[[Received], Reply]:
+    """202 with some samples rejected; without `by_code`, only the (complete) list tells."""
+
+    def answer(request: Received) -> Reply:
+        codes = ["sample_too_old"] * too_old + ["sample_in_future"] * in_future
+        listed = [{"index": i, "code": c, "message": c} for i, c in enumerate(codes)]
+        body: dict[str, Any] = {"accepted": request.samples - len(codes), "rejected": len(codes)}
+        if by_code:
+            # The list is truncated; the counts are exact.
+            body |= {"rejected_by_code": dict(Counter(codes)), "rejections": listed[:1]}
+        else:
+            body["rejections"] = listed
+        return Reply(202, body)
+
+    return answer
+
+
+@pytest.mark.parametrize("by_code", [True, False])
+def test_too_old_samples_are_counted_as_dropped_not_retried(
+    receiver: Receiver, clock: FakeClock, tmp_path: Path, by_code: bool
+) -> None:
+    receiver.answer = rejecting(too_old=30, in_future=4, by_code=by_code)
+
+    async def scenario() -> Agent:
+        async with agent_for(receiver, clock, tmp_path) as agent:
+            agent.collect(clock.time())
+            await agent.deliver()
+            clock.advance_to(120)
+            await agent.deliver()
+            return agent
+
+    agent = asyncio.run(scenario())
+    assert len(receiver.received) == 1 and len(agent.buffer) == 0
+    stats = agent.stats
+    assert (stats.dropped_too_old, stats.rejected, stats.retries) == (30, 34, 0)
+    assert stats.accepted + stats.rejected == stats.collected
+
+
+def test_an_outage_longer_than_the_buffer_drops_the_oldest_batches(
+    receiver: Receiver, clock: FakeClock, tmp_path: Path
+) -> None:
+    receiver.stop()
+
+    async def scenario() -> tuple[Agent, list[str]]:
+        # Room for about four batches (each ~15 kB encoded).
+        async with agent_for(receiver, clock, tmp_path, max_bytes=60_000) as agent:
+            ids = []
+            for _ in range(12):
+                ids.append(agent.collect(clock.time()))
+                await agent.deliver()
+                assert agent.buffer.size_bytes <= 60_000
+                clock.advance_to(clock.now + 10)
+            receiver.start()
+            await agent.flush()
+            return agent, ids
+
+    agent, ids = asyncio.run(scenario())
+    kept = [r.batch_id for r in receiver.delivered()]
+    assert 0 < len(kept) < len(ids) and kept == ids[-len(kept) :], "the newest survive, in order"
+    stats = agent.snapshot()
+    assert stats.dropped_overflow == stats.collected - stats.accepted > 0
+    assert agent.buffer.dropped_batches == len(ids) - len(kept)
+    assert stats.buffered == 0
+
+
+def test_a_restarted_agent_delivers_what_the_previous_one_buffered(
+    receiver: Receiver, clock: FakeClock, tmp_path: Path
+) -> None:
+    receiver.stop()
+
+    async def before_restart() -> list[str]:
+        async with agent_for(receiver, clock, tmp_path) as agent:
+            ids = [agent.collect(clock.time() + i) for i in range(3)]
+            await agent.deliver()
+            assert len(agent.buffer) == 3
+            return ids
+
+    async def after_restart() -> Agent:
+        async with agent_for(receiver, clock, tmp_path) as agent:
+            assert agent.buffer.samples > 0
+            await agent.deliver()
+            return agent
+
+    ids = asyncio.run(before_restart())
+    receiver.start()
+    agent = asyncio.run(after_restart())
+    assert [r.batch_id for r in receiver.delivered()] == ids
+    assert agent.stats.accepted > 0 and len(agent.buffer) == 0
+
+
+def test_requests_carry_the_key_the_content_type_and_the_encoding_of_each_batch(
+    receiver: Receiver, clock: FakeClock, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with agent_for(receiver, clock, tmp_path, compress=True) as zipping:
+            zipping.collect(clock.time())
+        async with agent_for(receiver, clock, tmp_path) as plain:
+            plain.collect(clock.time() + 10)
+            await plain.deliver()  # the gzip batch from before, then its own
+
+    asyncio.run(scenario())
+    first, second = receiver.received
+    for request in (first, second):
+        assert request.path == "/v1/metrics/ingest"
+        assert request.headers["authorization"] == "Bearer test-key"
+        assert request.headers["content-type"] == "application/x-protobuf"
+        assert request.batch is not None and len(request.batch.metrics) > 100
+    assert first.headers.get("content-encoding") == "gzip"
+    assert "content-encoding" not in second.headers
