@@ -16,7 +16,7 @@ import numpy as np
 
 from ingest.validation import ValidatedBatch
 from ingest.wire import bus_pb2
-from storage.samples import SampleBatch, SeriesSamples
+from storage.samples import SampleBatch, SeriesColumns
 from storage.series import SeriesKey
 
 
@@ -54,7 +54,8 @@ def encode_envelopes(
     for partition in np.unique(series_partition).tolist():
         series_mask = series_partition == partition
         sample_mask = sample_partition == partition
-        envelope = bus_pb2.Envelope(
+        members = [batch.series[index] for index in np.flatnonzero(series_mask).tolist()]
+        header = bus_pb2.Envelope(
             tenant_id=tenant_id.bytes,
             batch_key=f"{key}/{partition}",
             batch_time_us=batch.batch_time_us,
@@ -62,36 +63,43 @@ def encode_envelopes(
             times_us=batch.times_us[sample_mask].astype("<i8").tobytes(),
             values=batch.values[sample_mask].astype("<f8").tobytes(),
             accepted_at_us=accepted_at_us,
-        )
-        for index in np.flatnonzero(series_mask).tolist():
-            series_key = batch.series[index].key
-            envelope.series.add(
-                metric=series_key.metric,
-                labels=[part for label in series_key.labels for part in label],
-            )
-        envelopes.append((partition, envelope.SerializeToString()))
+            fingerprints=b"".join(series.fingerprint for series in members),
+        ).SerializeToString()
+        envelopes.append((partition, header + b"".join(series.wire for series in members)))
     return envelopes
 
 
 def decode_envelope(payload: bytes) -> tuple[SampleBatch, int]:
-    """The sample batch an envelope carries, and when the API accepted it (Unix µs)."""
+    """The sample batch an envelope carries, and when the API accepted it (Unix µs).
+
+    Series stay as fingerprints; a series' key is built only if the catalog asks for it
+    (a series it has not seen), which keeps the writer's cost per known series tiny.
+    """
     envelope = bus_pb2.Envelope.FromString(payload)
-    counts = np.frombuffer(envelope.sample_counts, "<u4").astype(np.int64)
-    times = np.frombuffer(envelope.times_us, "<i8").astype(np.int64)
-    values = np.frombuffer(envelope.values, "<f8").astype(np.float64)
-    bounds = np.concatenate(([0], np.cumsum(counts))).tolist()
-    series = [
-        SeriesSamples(
-            SeriesKey(item.metric, tuple(zip(item.labels[::2], item.labels[1::2], strict=True))),
-            times[bounds[index] : bounds[index + 1]],
-            values[bounds[index] : bounds[index + 1]],
-        )
-        for index, item in enumerate(envelope.series)
-    ]
+    blob = envelope.fingerprints
+    series = envelope.series
+
+    def key_of(index: int) -> SeriesKey:
+        item = series[index]
+        return SeriesKey(item.metric, tuple(zip(item.labels[::2], item.labels[1::2], strict=True)))
+
+    columns = SeriesColumns(
+        fingerprints=[blob[offset : offset + 16] for offset in range(0, len(blob), 16)],
+        key_of=key_of,
+        counts=np.frombuffer(envelope.sample_counts, "<u4").astype(np.int64),
+        times_us=np.frombuffer(envelope.times_us, "<i8").astype(np.int64),
+        values=np.frombuffer(envelope.values, "<f8").astype(np.float64),
+    )
+    if not len(columns.fingerprints) == len(series) == len(columns.counts):
+        raise ValueError("envelope series, fingerprints and counts disagree")
+    if int(columns.counts.sum()) != len(columns.times_us) or len(columns.values) != len(
+        columns.times_us
+    ):
+        raise ValueError("envelope sample counts disagree with its columns")
     batch = SampleBatch(
         key=envelope.batch_key,
         tenant_id=UUID(bytes=envelope.tenant_id),
-        series=series,
+        series=columns,
         batch_time_us=envelope.batch_time_us,
     )
     return batch, envelope.accepted_at_us

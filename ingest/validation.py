@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ingest.decoding import DecodedBatch, RawSeries
+from ingest.envelope_wire import series_wire
 from storage.series import SeriesKey
 
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -59,10 +60,13 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class AcceptedSeries:
-    """A valid series in canonical form, with a stable 64-bit hash for partitioning."""
+    """A valid series in canonical form: its fingerprint, a stable 64-bit hash for
+    partitioning, and its bus encoding, computed once while the verdict is cached."""
 
     key: SeriesKey
+    fingerprint: bytes
     route: int
+    wire: bytes
 
 
 @dataclass
@@ -122,8 +126,9 @@ class SeriesRules:
             if len(value) > limits.max_label_value_length:
                 return "label_value_too_long"
         key = SeriesKey(series.metric, tuple(labels))
-        route = int.from_bytes(hashlib.blake2b(key.fingerprint(), digest_size=8).digest())
-        return AcceptedSeries(key, route)
+        fingerprint = key.fingerprint()
+        route = int.from_bytes(hashlib.blake2b(fingerprint, digest_size=8).digest())
+        return AcceptedSeries(key, fingerprint, route, series_wire(key))
 
 
 def validate(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
@@ -68,7 +68,9 @@ class SeriesCatalog:
 
     def __init__(self, max_cached: int = 1_000_000) -> None:
         self._max_cached = max_cached
-        self._known: dict[tuple[UUID, SeriesKey], _Known] = {}
+        # Keyed by fingerprint, not SeriesKey: a writer that received fingerprints
+        # from the API finds its series without building a key (see resolve_fingerprints).
+        self._known: dict[tuple[UUID, bytes], _Known] = {}
 
     @property
     def cached(self) -> int:
@@ -84,22 +86,45 @@ class SeriesCatalog:
         never inside the caller's, so a new series stays registered even if the
         caller's write then fails, and no catalog lock is held during a long COPY.
         """
-        ids: list[int] = [0] * len(series)
+        return self.resolve_fingerprints(
+            conn,
+            tenant_id,
+            [item.key.fingerprint() for item in series],
+            [item.first_us for item in series],
+            [item.last_us for item in series],
+            lambda position: series[position].key,
+        )
+
+    def resolve_fingerprints(
+        self,
+        conn: psycopg.Connection,
+        tenant_id: UUID,
+        fingerprints: Sequence[bytes],
+        firsts_us: Sequence[int],
+        lasts_us: Sequence[int],
+        key_of: Callable[[int], SeriesKey],
+    ) -> list[int]:
+        """As `resolve`, for series given by fingerprint (`SeriesKey.fingerprint()`) with
+        their earliest and latest sample; `key_of(position)` is asked only for series
+        the catalog must register."""
+        ids: list[int] = [0] * len(fingerprints)
         missing: dict[bytes, list[int]] = {}
         # Cached entries whose last_seen lags, with the newer value; the cache moves
         # only once the catalog has, so a failed update is retried by the next batch.
         stale: dict[int, tuple[_Known, int]] = {}
-        for position, item in enumerate(series):
-            known = self._known.get((tenant_id, item.key))
+        known_series = self._known
+        for position, fingerprint in enumerate(fingerprints):
+            known = known_series.get((tenant_id, fingerprint))
             if known is None:
-                missing.setdefault(item.key.fingerprint(), []).append(position)
+                missing.setdefault(fingerprint, []).append(position)
                 continue
             ids[position] = known.id
-            if item.last_us >= known.last_seen_us + LAST_SEEN_RESOLUTION_US:
-                newest = max(stale.get(known.id, (known, 0))[1], item.last_us)
+            last_us = lasts_us[position]
+            if last_us >= known.last_seen_us + LAST_SEEN_RESOLUTION_US:
+                newest = max(stale.get(known.id, (known, 0))[1], last_us)
                 stale[known.id] = (known, newest)
         if missing:
-            stale.update(self._register(conn, tenant_id, series, missing, ids))
+            stale.update(self._register(conn, tenant_id, missing, firsts_us, lasts_us, key_of, ids))
         if stale:
             self._touch(conn, {series_id: us for series_id, (_, us) in stale.items()})
             for known, us in stale.values():
@@ -110,15 +135,17 @@ class SeriesCatalog:
         self,
         conn: psycopg.Connection,
         tenant_id: UUID,
-        series: Sequence[SeriesTimes],
         missing: dict[bytes, list[int]],
+        firsts_us: Sequence[int],
+        lasts_us: Sequence[int],
+        key_of: Callable[[int], SeriesKey],
         ids: list[int],
     ) -> dict[int, tuple[_Known, int]]:
         """Insert the missing series and fill in their ids; returns those whose last_seen lags."""
         fingerprints = sorted(missing)
-        firsts = [min(series[p].first_us for p in missing[f]) for f in fingerprints]
-        lasts = [max(series[p].last_us for p in missing[f]) for f in fingerprints]
-        keys = [series[missing[f][0]].key for f in fingerprints]
+        firsts = [min(firsts_us[p] for p in missing[f]) for f in fingerprints]
+        lasts = [max(lasts_us[p] for p in missing[f]) for f in fingerprints]
+        keys = [key_of(missing[f][0]) for f in fingerprints]
         rows = [
             [key.metric, dict(key.labels), fingerprint.hex(), first, last]
             for key, fingerprint, first, last in zip(keys, fingerprints, firsts, lasts, strict=True)
@@ -136,21 +163,21 @@ class SeriesCatalog:
         found = {
             fingerprint: (series_id, last_seen) for fingerprint, series_id, last_seen in found_rows
         }
-        for fingerprint, key, last_us in zip(fingerprints, keys, lasts, strict=True):
+        for fingerprint, last_us in zip(fingerprints, lasts, strict=True):
             series_id, last_seen = found[fingerprint]
             known = _Known(series_id, to_unix_us(last_seen))
             if last_us >= known.last_seen_us + LAST_SEEN_RESOLUTION_US:
                 lagging[series_id] = (known, last_us)
-            self._remember(tenant_id, key, known)
+            self._remember(tenant_id, fingerprint, known)
             for position in missing[fingerprint]:
                 ids[position] = series_id
         return lagging
 
-    def _remember(self, tenant_id: UUID, key: SeriesKey, known: _Known) -> None:
+    def _remember(self, tenant_id: UUID, fingerprint: bytes, known: _Known) -> None:
         if len(self._known) >= self._max_cached:
             for evicted in list(self._known)[: max(1, self._max_cached // 10)]:
                 self._known.pop(evicted, None)  # another thread may have evicted it
-        self._known[(tenant_id, key)] = known
+        self._known[(tenant_id, fingerprint)] = known
 
     @staticmethod
     def _touch(conn: psycopg.Connection, last_seen_us: dict[int, int]) -> None:

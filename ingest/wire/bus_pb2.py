@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\tbus.proto\x12\x0cvigil.bus.v1\"\xbe\x01\n\x08\x45nvelope\x12\x11\n\ttenant_id\x18\x01 \x01(\x0c\x12\x11\n\tbatch_key\x18\x02 \x01(\t\x12\x15\n\rbatch_time_us\x18\x03 \x01(\x03\x12$\n\x06series\x18\x04 \x03(\x0b\x32\x14.vigil.bus.v1.Series\x12\x15\n\rsample_counts\x18\x05 \x01(\x0c\x12\x10\n\x08times_us\x18\x06 \x01(\x0c\x12\x0e\n\x06values\x18\x07 \x01(\x0c\x12\x16\n\x0e\x61\x63\x63\x65pted_at_us\x18\x08 \x01(\x03\"(\n\x06Series\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\tbus.proto\x12\x0cvigil.bus.v1\"\xd4\x01\n\x08\x45nvelope\x12\x11\n\ttenant_id\x18\x01 \x01(\x0c\x12\x11\n\tbatch_key\x18\x02 \x01(\t\x12\x15\n\rbatch_time_us\x18\x03 \x01(\x03\x12$\n\x06series\x18\x04 \x03(\x0b\x32\x14.vigil.bus.v1.Series\x12\x15\n\rsample_counts\x18\x05 \x01(\x0c\x12\x10\n\x08times_us\x18\x06 \x01(\x0c\x12\x0e\n\x06values\x18\x07 \x01(\x0c\x12\x16\n\x0e\x61\x63\x63\x65pted_at_us\x18\x08 \x01(\x03\x12\x14\n\x0c\x66ingerprints\x18\t \x01(\x0c\"(\n\x06Series\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,7 +32,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'bus_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ENVELOPE']._serialized_start=28
-  _globals['_ENVELOPE']._serialized_end=218
-  _globals['_SERIES']._serialized_start=220
-  _globals['_SERIES']._serialized_end=260
+  _globals['_ENVELOPE']._serialized_end=240
+  _globals['_SERIES']._serialized_start=242
+  _globals['_SERIES']._serialized_end=282
 # @@protoc_insertion_point(module_scope)

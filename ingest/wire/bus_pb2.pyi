@@ -33,6 +33,7 @@ class Envelope(_message.Message):
     TIMES_US_FIELD_NUMBER: _builtins.int
     VALUES_FIELD_NUMBER: _builtins.int
     ACCEPTED_AT_US_FIELD_NUMBER: _builtins.int
+    FINGERPRINTS_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.bytes
     """16-byte UUID"""
     batch_key: _builtins.str
@@ -47,6 +48,8 @@ class Envelope(_message.Message):
     """float64 per sample"""
     accepted_at_us: _builtins.int
     """when the API accepted it, for lag figures"""
+    fingerprints: _builtins.bytes
+    """16 bytes per series (SeriesKey.fingerprint), in order"""
     @_builtins.property
     def series(self) -> _containers.RepeatedCompositeFieldContainer[Global___Series]: ...
     def __init__(
@@ -60,10 +63,11 @@ class Envelope(_message.Message):
         times_us: _builtins.bytes = ...,
         values: _builtins.bytes = ...,
         accepted_at_us: _builtins.int = ...,
+        fingerprints: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at_us", b"accepted_at_us", "batch_key", b"batch_key", "batch_time_us", b"batch_time_us", "sample_counts", b"sample_counts", "series", b"series", "tenant_id", b"tenant_id", "times_us", b"times_us", "values", b"values"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at_us", b"accepted_at_us", "batch_key", b"batch_key", "batch_time_us", b"batch_time_us", "fingerprints", b"fingerprints", "sample_counts", b"sample_counts", "series", b"series", "tenant_id", b"tenant_id", "times_us", b"times_us", "values", b"values"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -107,10 +107,10 @@ def test_labels_travel_sorted_and_paired() -> None:
         ("cpu_usage", ["host", "server-1", "region", "us-east"])
     ]
     sample_batch, _ = decode_envelope(payload)
-    assert sample_batch.series[0].key == SeriesKey(
+    assert list(sample_batch.series)[0].key == SeriesKey(
         "cpu_usage", (("host", "server-1"), ("region", "us-east"))
     )
-    assert sample_batch.series[0].values.tolist() == [0.73]
+    assert list(sample_batch.series)[0].values.tolist() == [0.73]
 
 
 def key(name: str) -> SeriesKey:

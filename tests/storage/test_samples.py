@@ -12,7 +12,13 @@ import pytest
 
 from storage import tenants
 from storage.database import connect
-from storage.samples import SampleBatch, SampleWriter, SeriesSamples, read_samples
+from storage.samples import (
+    SampleBatch,
+    SampleWriter,
+    SeriesColumns,
+    SeriesSamples,
+    read_samples,
+)
 from storage.series import SeriesCatalog, SeriesKey
 from storage.tenants import Tenant
 
@@ -185,3 +191,59 @@ def test_batch_keys_are_per_tenant(conn: psycopg.Connection, tenant: Tenant) -> 
     assert not writer.write(conn, ours).duplicate
     assert not writer.write(conn, theirs).duplicate
     assert stored(conn, tenant) == stored(conn, other) == 25
+
+
+def as_columns(batch: SampleBatch, asked: list[int] | None = None) -> SampleBatch:
+    """The same batch with its series as fingerprint-keyed columns (the writer's form);
+    `asked` collects the positions whose keys the writer asked for."""
+    parts = list(batch.series)
+    asked = [] if asked is None else asked
+
+    def key_of(index: int) -> SeriesKey:
+        asked.append(index)
+        return parts[index].key
+
+    columns = SeriesColumns(
+        fingerprints=[part.key.fingerprint() for part in parts],
+        key_of=key_of,
+        counts=np.array([len(part.times_us) for part in parts], np.int64),
+        times_us=np.concatenate([part.times_us for part in parts]),
+        values=np.concatenate([part.values for part in parts]),
+    )
+    return SampleBatch(batch.key, batch.tenant_id, columns, batch_time_us=batch.batch_time_us)
+
+
+def test_many_batches_of_two_tenants_in_one_call_are_each_written_once(
+    conn: psycopg.Connection, tenant: Tenant
+) -> None:
+    other = tenants.create_tenant(conn, f"t-{uuid.uuid4().hex[:16]}").tenant
+    ours = make_batch(tenant, series=20, samples=5, seed=1)
+    theirs = make_batch(other, series=20, samples=5, seed=2)
+    second = make_batch(tenant, series=20, samples=5, seed=3)
+    writer = SampleWriter(SeriesCatalog())
+    results = writer.write_many(conn, [ours, as_columns(theirs), ours, as_columns(second)])
+    assert [r.duplicate for r in results] == [False, False, True, False]
+    assert [r.duplicate for r in writer.write_many(conn, [second, theirs])] == [True, True]
+    assert stored(conn, tenant) == 200 and stored(conn, other) == 100
+    back = read_back(conn, theirs)
+    for part in theirs.series:
+        times, values = back[part.key]
+        assert sorted(zip(times.tolist(), values.tolist(), strict=True)) == sorted(
+            zip(part.times_us.tolist(), part.values.tolist(), strict=True)
+        )
+
+
+def test_columns_build_keys_only_for_series_the_catalog_lacks(
+    conn: psycopg.Connection, tenant: Tenant
+) -> None:
+    catalog = SeriesCatalog()
+    asked_first: list[int] = []
+    SampleWriter(catalog).write(
+        conn, as_columns(make_batch(tenant, series=10, samples=2, seed=1), asked_first)
+    )
+    assert sorted(asked_first) == list(range(10))
+    asked_again: list[int] = []
+    SampleWriter(catalog).write(
+        conn, as_columns(make_batch(tenant, series=10, samples=2, seed=5), asked_again)
+    )
+    assert asked_again == []
