@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from api.auth import Caller, KeyAuthenticator
 from api.errors import Unauthorized
+from ingest.decoding import LabelSets
 from ingest.intake import Intake
 
 
@@ -18,6 +19,7 @@ class ApiServices:
 
     authenticator: KeyAuthenticator
     intake: Intake
+    label_sets: LabelSets
     max_body_bytes: int
 
 

@@ -43,7 +43,7 @@ async def ingest(request: Request, caller: CallerDep, found: ServicesDep) -> JSO
 
     def accept() -> IntakeResult:
         raw = decompress(body, request.headers.get("content-encoding"), found.max_body_bytes)
-        batch = decode_ingest(raw, request.headers.get("content-type"))
+        batch = decode_ingest(raw, request.headers.get("content-type"), found.label_sets)
         return found.intake.accept(caller.tenant, caller.key_id, batch, _now_us())
 
     result = await run_in_threadpool(accept)

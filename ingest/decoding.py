@@ -124,58 +124,100 @@ def _unsnappy(body: bytes, max_bytes: int) -> bytes:
         raise MalformedBatch(f"body is not valid snappy (block format): {exc}") from None
 
 
-def decode_ingest(body: bytes, content_type: str | None) -> DecodedBatch:
+def decode_ingest(
+    body: bytes, content_type: str | None, label_sets: LabelSets | None = None
+) -> DecodedBatch:
     """Decode a `/v1/metrics/ingest` body, JSON or protobuf by its media type."""
     kind = media_type(content_type)
     if kind == JSON:
         return _decode_json(body)
     if kind == PROTOBUF:
-        return _decode_protobuf(body)
+        return _decode_protobuf(body, label_sets or LabelSets())
     raise UnsupportedMediaType(
         f"unsupported Content-Type {content_type!r}: use {JSON} or {PROTOBUF}"
     )
 
 
-def decode_remote_write(body: bytes) -> DecodedBatch:
+class LabelSets:
+    """Raw protobuf label bytes → label sets, remembered across requests (bounded).
+
+    Agents and Prometheus send the same series every interval. Recognising a series by
+    its labels' raw bytes skips building two Python strings per label, which was most
+    of the cost of decoding (3.4 µs of 7.4 µs per remote-write series).
+    """
+
+    def __init__(self, max_cached: int = 1_000_000) -> None:
+        self._max_cached = max_cached
+        self._known: dict[object, RawSeries] = {}
+
+    def remote_write(self, raw: tuple[bytes, ...]) -> RawSeries:
+        """A remote-write series from its raw `Label` messages (`__name__` is the metric)."""
+        series = self._known.get(raw)
+        if series is None:
+            metric = None
+            labels: list[tuple[str, str]] = []
+            for entry in raw:
+                label = remote_pb2.Label.FromString(entry)
+                if label.name == "__name__" and metric is None:
+                    metric = label.value
+                else:  # a second __name__ stays a label: validation rejects it
+                    labels.append((label.name, label.value))
+            series = self._remember(raw, RawSeries(metric or "", tuple(labels)))
+        return series
+
+    def ingest(self, name: str, raw: tuple[bytes, ...]) -> RawSeries:
+        """A metric of Vigil's protobuf format from its name and raw label map entries."""
+        key = (name, raw)
+        series = self._known.get(key)
+        if series is None:
+            entries = [ingest_pb2.LabelEntry.FromString(entry) for entry in raw]
+            series = self._remember(
+                key, RawSeries(name, tuple((entry.key, entry.value) for entry in entries))
+            )
+        return series
+
+    def _remember(self, key: object, series: RawSeries) -> RawSeries:
+        if len(self._known) >= self._max_cached:
+            self._known.clear()
+        self._known[key] = series
+        return series
+
+
+def decode_remote_write(body: bytes, label_sets: LabelSets | None = None) -> DecodedBatch:
     """Decode a Prometheus remote write 1.0 `WriteRequest` (already decompressed)."""
-    request = remote_pb2.WriteRequest()
+    label_sets = label_sets or LabelSets()
+    request = remote_pb2.WriteRequestView()
     try:
         request.ParseFromString(body)
     except DecodeError as exc:
         raise MalformedBatch(f"body is not a protobuf prometheus.WriteRequest: {exc}") from None
     builder = _ColumnBuilder()
-    for timeseries in request.timeseries:
-        metric = None
-        labels: list[tuple[str, str]] = []
-        for label in timeseries.labels:
-            if label.name != "__name__":
-                labels.append((label.name, label.value))
-            elif metric is None:
-                metric = label.value
-            else:  # a second __name__: validation rejects the series for it
-                labels.append((label.name, label.value))
-        series = builder.add_series(RawSeries(metric or "", tuple(labels)))
-        for sample in timeseries.samples:
-            timestamp_ms = sample.timestamp
-            if abs(timestamp_ms) > _MAX_ABS_US // 1000:
-                builder.add_problem(series, "invalid_timestamp")
-            else:
-                builder.add(series, timestamp_ms * 1000, sample.value)
-        for _ in timeseries.histograms:
-            builder.add_problem(series, "native_histogram_unsupported")
+    try:
+        for timeseries in request.timeseries:
+            series = builder.add_series(label_sets.remote_write(tuple(timeseries.labels)))
+            for sample in timeseries.samples:
+                timestamp_ms = sample.timestamp
+                if abs(timestamp_ms) > _MAX_ABS_US // 1000:
+                    builder.add_problem(series, "invalid_timestamp")
+                else:
+                    builder.add(series, timestamp_ms * 1000, sample.value)
+            for _ in timeseries.histograms:
+                builder.add_problem(series, "native_histogram_unsupported")
+    except DecodeError as exc:  # a label that is not a valid Label message
+        raise MalformedBatch(f"body is not a protobuf prometheus.WriteRequest: {exc}") from None
     return builder.build(hashlib.blake2b(body, digest_size=16).digest(), None)
 
 
-def _decode_protobuf(body: bytes) -> DecodedBatch:
-    batch = ingest_pb2.MetricBatch()
+def _decode_protobuf(body: bytes, label_sets: LabelSets) -> DecodedBatch:
+    batch = ingest_pb2.MetricBatchView()
     try:
         batch.ParseFromString(body)
+        builder = _ColumnBuilder()
+        for metric in batch.metrics:
+            series = builder.add_series(label_sets.ingest(metric.name, tuple(metric.labels)))
+            builder.add_seconds(series, metric.timestamp, metric.value)
     except DecodeError as exc:
         raise MalformedBatch(f"body is not a protobuf vigil.ingest.v1.MetricBatch: {exc}") from None
-    builder = _ColumnBuilder()
-    for metric in batch.metrics:
-        series = builder.add_series(RawSeries(metric.name, tuple(metric.labels.items())))
-        builder.add_seconds(series, metric.timestamp, metric.value)
     return builder.build(hashlib.blake2b(body, digest_size=16).digest(), batch.batch_id or None)
 
 

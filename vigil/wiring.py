@@ -16,6 +16,7 @@ from api.auth import KeyAuthenticator
 from api.dependencies import ApiServices
 from ingest.bus import BusConsumer, BusPublisher
 from ingest.bus.redis_streams import RedisStreamsConsumer, RedisStreamsPublisher
+from ingest.decoding import LabelSets
 from ingest.intake import Intake
 from ingest.rate_limit import RateLimiter, RateLimits
 from ingest.validation import Limits, SeriesRules
@@ -89,6 +90,7 @@ def api_services(settings: Settings) -> ApiServices:
             max_batch_samples=limits.max_batch_samples,
             max_backlog=settings.bus.max_backlog,
         ),
+        label_sets=LabelSets(),
         max_body_bytes=limits.max_body_bytes,
     )
 

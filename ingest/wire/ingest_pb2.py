@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0cingest.proto\x12\x0fvigil.ingest.v1\"I\n\x0bMetricBatch\x12(\n\x07metrics\x18\x01 \x03(\x0b\x32\x17.vigil.ingest.v1.Metric\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\"\x9c\x01\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x33\n\x06labels\x18\x02 \x03(\x0b\x32#.vigil.ingest.v1.Metric.LabelsEntry\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x11\n\ttimestamp\x18\x04 \x01(\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0cingest.proto\x12\x0fvigil.ingest.v1\"I\n\x0bMetricBatch\x12(\n\x07metrics\x18\x01 \x03(\x0b\x32\x17.vigil.ingest.v1.Metric\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\"\x9c\x01\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x33\n\x06labels\x18\x02 \x03(\x0b\x32#.vigil.ingest.v1.Metric.LabelsEntry\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x11\n\ttimestamp\x18\x04 \x01(\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Q\n\x0fMetricBatchView\x12,\n\x07metrics\x18\x01 \x03(\x0b\x32\x1b.vigil.ingest.v1.MetricView\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\"L\n\nMetricView\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\x0c\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x11\n\ttimestamp\x18\x04 \x01(\x01\"(\n\nLabelEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,4 +39,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_METRIC']._serialized_end=265
   _globals['_METRIC_LABELSENTRY']._serialized_start=220
   _globals['_METRIC_LABELSENTRY']._serialized_end=265
+  _globals['_METRICBATCHVIEW']._serialized_start=267
+  _globals['_METRICBATCHVIEW']._serialized_end=348
+  _globals['_METRICVIEW']._serialized_start=350
+  _globals['_METRICVIEW']._serialized_end=426
+  _globals['_LABELENTRY']._serialized_start=428
+  _globals['_LABELENTRY']._serialized_end=468
 # @@protoc_insertion_point(module_scope)

@@ -116,3 +116,56 @@ class Sample(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Sample: _TypeAlias = Sample  # noqa: Y015
+
+@_typing.final
+class WriteRequestView(_message.Message):
+    """Wire-compatible views of the same bytes for Vigil's decoder: labels stay raw bytes
+    (one Label message each), so a series seen before is recognised from its bytes
+    without building a Python object per label.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIMESERIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def timeseries(self) -> _containers.RepeatedCompositeFieldContainer[Global___TimeSeriesView]: ...
+    def __init__(
+        self,
+        *,
+        timeseries: _abc.Iterable[Global___TimeSeriesView] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["timeseries", b"timeseries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WriteRequestView: _TypeAlias = WriteRequestView  # noqa: Y015
+
+@_typing.final
+class TimeSeriesView(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LABELS_FIELD_NUMBER: _builtins.int
+    SAMPLES_FIELD_NUMBER: _builtins.int
+    HISTOGRAMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def labels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def samples(self) -> _containers.RepeatedCompositeFieldContainer[Global___Sample]: ...
+    @_builtins.property
+    def histograms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        labels: _abc.Iterable[_builtins.bytes] | None = ...,
+        samples: _abc.Iterable[Global___Sample] | None = ...,
+        histograms: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["histograms", b"histograms", "labels", b"labels", "samples", b"samples"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TimeSeriesView: _TypeAlias = TimeSeriesView  # noqa: Y015

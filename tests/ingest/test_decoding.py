@@ -16,6 +16,7 @@ from ingest.decoding import (
     JSON,
     PROTOBUF,
     DecodedBatch,
+    LabelSets,
     RawSeries,
     decode_ingest,
     decode_remote_write,
@@ -512,3 +513,27 @@ def test_digest_identifies_the_body_content(
     one, other = decode(first).digest, decode(second).digest
     assert len(one) == 16
     assert (one == other) is equal
+
+
+def test_label_sets_remembered_across_requests_decode_the_same() -> None:
+    label_sets = LabelSets()
+    first = remote_pb2.WriteRequest()
+    for job in ("a", "b"):
+        series = first.timeseries.add()
+        series.labels.add(name="__name__", value="up")
+        series.labels.add(name="job", value=job)
+        series.samples.add(timestamp=1, value=1.0)
+    body = first.SerializeToString()
+    cold = decode_remote_write(body)
+    warm = [decode_remote_write(body, label_sets) for _ in range(2)]
+    assert cold.series == warm[0].series == warm[1].series
+    assert [s.labels for s in warm[1].series] == [(("job", "a"),), (("job", "b"),)]
+    batch = ingest_pb2.MetricBatch()
+    batch.metrics.add(name="m", labels={"x": "1", "y": "2"}, value=1.0, timestamp=1.0)
+    batch.metrics.add(name="n", labels={"x": "1", "y": "2"}, value=1.0, timestamp=1.0)
+    for _ in range(2):
+        decoded = decode_ingest(batch.SerializeToString(), "application/x-protobuf", label_sets)
+        assert [(s.metric, sorted(s.labels)) for s in decoded.series] == [
+            ("m", [("x", "1"), ("y", "2")]),
+            ("n", [("x", "1"), ("y", "2")]),
+        ]

@@ -107,10 +107,10 @@ def test_labels_travel_sorted_and_paired() -> None:
         ("cpu_usage", ["host", "server-1", "region", "us-east"])
     ]
     sample_batch, _ = decode_envelope(payload)
-    assert list(sample_batch.series)[0].key == SeriesKey(
+    assert next(iter(sample_batch.series)).key == SeriesKey(
         "cpu_usage", (("host", "server-1"), ("region", "us-east"))
     )
-    assert list(sample_batch.series)[0].values.tolist() == [0.73]
+    assert next(iter(sample_batch.series)).values.tolist() == [0.73]
 
 
 def key(name: str) -> SeriesKey:
