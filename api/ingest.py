@@ -68,7 +68,9 @@ async def remote_write(request: Request, caller: CallerDep, found: ServicesDep) 
 
     def accept() -> IntakeResult:
         encoding = request.headers.get("content-encoding") or "snappy"
-        batch: DecodedBatch = decode_remote_write(decompress(body, encoding, found.max_body_bytes))
+        batch: DecodedBatch = decode_remote_write(
+            decompress(body, encoding, found.max_body_bytes), found.label_sets
+        )
         return found.intake.accept(caller.tenant, caller.key_id, batch, _now_us())
 
     result = await run_in_threadpool(accept)
