@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 # Tests use their own database on the local cluster, never the demo's.
 TEST_DATABASE_URL ?= postgresql://vigil@127.0.0.1:55432/vigil_test
 
-.PHONY: install demo test lint bench services-down proto
+.PHONY: install demo test lint bench bench-ingest services-down proto
 
 install:
 	@ops/install
@@ -26,6 +26,10 @@ lint: install
 bench: install
 	$(BIN)/vigil services up
 	$(BIN)/python bench/write_path.py
+
+bench-ingest: install
+	$(BIN)/vigil services up
+	$(BIN)/python bench/ingest.py --api-workers 2
 
 services-down:
 	$(BIN)/vigil services down

@@ -1,7 +1,7 @@
 """The agent: collect every interval, buffer on disk, deliver oldest first, retry politely.
 
 Delivery rules: 202 removes the batch (its `sample_too_old` rejections are counted as
-dropped, never retried); 408, 429, 5xx and network errors keep it and back off
+dropped, never retried); 429, 5xx and network errors keep it and back off
 exponentially with full jitter, never sooner than the server's Retry-After; any other
 4xx drops it, since sending the same bytes again cannot succeed. A retry reuses the
 batch's id, so a batch the server accepted but whose answer was lost is stored once.
@@ -30,8 +30,8 @@ from ingest.wire import ingest_pb2
 log = logging.getLogger(__name__)
 
 INGEST_PATH = "/v1/metrics/ingest"
-# 408 is a 4xx that is worth retrying: the server gave up waiting for the body.
-RETRYABLE_4XX = frozenset({408, 429})
+# The one 4xx worth retrying: every other says resending the same batch cannot succeed.
+RETRYABLE_4XX = frozenset({429})
 TOO_OLD = "sample_too_old"
 _GZIP_MAGIC = b"\x1f\x8b"
 # Shortest wait between delivery attempts, so a clock quirk can never make a busy loop.

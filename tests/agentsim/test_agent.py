@@ -95,7 +95,6 @@ def test_after_an_outage_every_batch_is_delivered_exactly_once(
         (error(503, "bus_unavailable", retry_after_s=1), 1.0),
         (error(500, "internal"), 0.0),
         (error(502, "bad_gateway"), 0.0),
-        (error(408, "request_timeout"), 0.0),
     ],
 )
 def test_a_retryable_answer_keeps_the_batch_and_waits_at_least_retry_after(
@@ -133,6 +132,7 @@ def test_a_retryable_answer_keeps_the_batch_and_waits_at_least_retry_after(
         error(400, "malformed_body"),
         error(401, "unauthorized"),
         error(413, "batch_too_large"),
+        error(408, "request_timeout"),
         error(415, "unsupported_media_type"),
         error(422, "unprocessable"),
     ],
