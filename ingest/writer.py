@@ -66,7 +66,7 @@ class Writer:
         connect: Callable[[], psycopg.Connection],
         sample_writer: SampleWriter,
         admission: SeriesAdmission | None = None,
-        max_envelopes: int = 1000,
+        max_envelopes: int = 256,
         receive_timeout_s: float = 1.0,
         max_backoff_s: float = 5.0,
         stats: WriterStats | None = None,
