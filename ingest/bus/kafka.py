@@ -23,6 +23,7 @@ from kafka.errors import (
     CommitFailedError,
     IncompatibleBrokerVersion,
     KafkaError,
+    RebalanceInProgressError,
     TopicAlreadyExistsError,
 )
 from kafka.structs import OffsetAndMetadata
@@ -45,8 +46,16 @@ def _unavailable(exc: Exception) -> BusUnavailable:
     return BusUnavailable(f"kafka bus unavailable: {type(exc).__name__}: {exc}", _RETRY_AFTER_S)
 
 
-def ensure_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float = 10.0) -> None:
+def ensure_topic(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    timeout_s: float = 10.0,
+    replication_factor: int = 1,
+) -> None:
     """Create the topic unless it exists; fail unless it has at least `partitions` partitions."""
+    # replication_factor 1 suits one broker; a production cluster wants 3 with the
+    # topic's min.insync.replicas at 2, or a topic created by its operators beforehand.
     timeout_ms = int(timeout_s * 1000)
     try:
         admin = KafkaAdminClient(
@@ -55,7 +64,9 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float =
             api_version_auto_timeout_ms=timeout_ms,
         )
         try:
-            admin.create_topics([NewTopic(topic, partitions, 1)], timeout_ms=timeout_ms)
+            admin.create_topics(
+                [NewTopic(topic, partitions, replication_factor)], timeout_ms=timeout_ms
+            )
         except TopicAlreadyExistsError:
             pass
         except IncompatibleBrokerVersion:
@@ -203,6 +214,7 @@ class KafkaConsumerMember:
         group: str,
         name: str,
         session_timeout_ms: int = 10_000,
+        max_poll_interval_ms: int = 300_000,
         max_poll_records: int = 1000,
         timeout_s: float = 10.0,
     ) -> None:
@@ -217,6 +229,9 @@ class KafkaConsumerMember:
                 auto_offset_reset="earliest",
                 max_poll_records=max_poll_records,
                 session_timeout_ms=session_timeout_ms,
+                # A writer stuck longer than this (say, retrying a database that is down)
+                # leaves the group; its partitions go to the others.
+                max_poll_interval_ms=max_poll_interval_ms,
                 heartbeat_interval_ms=max(1000, session_timeout_ms // 3),
                 # Must exceed the session timeout (kafka-python checks it).
                 request_timeout_ms=max(self._timeout_ms, session_timeout_ms + 5000),
@@ -263,10 +278,12 @@ class KafkaConsumerMember:
             return
         try:
             self._consumer.commit(commit, timeout_ms=self._timeout_ms)
-        except CommitFailedError as exc:
-            # The group rebalanced in between: the new owners receive these records again
-            # and the write ledger drops the repeats.
-            log.warning("offset commit refused after a rebalance: %s", exc)
+        except (CommitFailedError, RebalanceInProgressError) as exc:
+            # This member left the group or the group is rebalancing: whoever owns these
+            # partitions next receives the records again and the write ledger drops the
+            # repeats. Raising BusUnavailable instead would have the writer retry the ack
+            # without ever polling, which is what completes a rebalance.
+            log.warning("offset commit refused, records will be delivered again: %s", exc)
         except KafkaError as exc:
             raise _unavailable(exc) from None
 

@@ -6,18 +6,24 @@ local port; it lives as long as that client is polled, and it announces its addr
 only in its `debug: mock` log, as a line like
 `Mock cluster mockCluster1564287e8fd8 bootstrap.servers=127.0.0.1:44973`.
 
-Known quirks of the mock (librdkafka 2.16) that the tests allow for:
+Quirks of the mock (librdkafka 2.16) seen through kafka-python 2.3:
 - no CreateTopics: topics are auto-created on first use, always with 4 partitions;
-- the initial join of an empty consumer group waits 3 s (group.initial.rebalance.delay);
+- the first join of an empty group is held 3 s (like group.initial.rebalance.delay.ms),
+  with no heartbeats meanwhile, so a session timeout under ~3.5 s expires mid-join;
 - it advertises LeaveGroup v3 but parses it as v0-2, so kafka-python's goodbye fails
   with UNKNOWN_MEMBER_ID and a closed member stays in the group until its session
-  times out; tests use short session timeouts for that reason.
+  times out; tests use short session timeouts for that reason;
+- a group is Up as soon as the leader's SyncGroup arrives, and a follower's SyncGroup
+  after that gets INVALID_REQUEST, so rebalances between two live members often
+  repeat (or fail, for kafka-python's poll); tests avoid two concurrent members;
+- OffsetFetch for "all partitions" fails in kafka-python, explicit partitions work;
+- each new connection logs a harmless kafka-python ERROR: its ApiVersions v4 probe is
+  answered in the v0 format, and it falls back.
 """
 
 from __future__ import annotations
 
 import collections
-import logging
 import re
 import threading
 
@@ -31,17 +37,21 @@ class MockClusterUnavailable(RuntimeError):
     """The mock cluster could not be started here."""
 
 
-class _Capture(logging.Handler):
-    """Keeps the mock's recent log lines and spots its bootstrap address."""
+class _MockLog:
+    """Keeps librdkafka's last log lines and spots the bootstrap address in them.
+
+    librdkafka calls `log(level, fmt, *args)` on it. Not a `logging.Logger`: the mock
+    logs every request it serves, and pytest attaches its capture handlers even to
+    loggers that do not propagate.
+    """
 
     def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
         self.lines: collections.deque[str] = collections.deque(maxlen=50)
         self.bootstrap: str | None = None
         self.found = threading.Event()
 
-    def emit(self, record: logging.LogRecord) -> None:
-        line = record.getMessage()
+    def log(self, level: int, fmt: str, *args: object) -> None:
+        line = fmt % args if args else fmt
         self.lines.append(line)
         if self.bootstrap is None and (match := _BOOTSTRAP.search(line)):
             self.bootstrap = match[1]
@@ -56,30 +66,25 @@ class MockKafkaCluster:
             import confluent_kafka
         except ImportError as exc:
             raise MockClusterUnavailable(f"confluent-kafka is not installed: {exc}") from None
-        self._capture = _Capture()
-        # One logger per cluster, not propagated: the mock logs every request it serves.
-        self._logger = logging.getLogger(f"tests.kafka_mock.{id(self):x}")
-        self._logger.setLevel(logging.DEBUG)
-        self._logger.propagate = False
-        self._logger.addHandler(self._capture)
+        self._log = _MockLog()
         try:
             self._client = confluent_kafka.Producer(
-                {"test.mock.num.brokers": 1, "debug": "mock", "logger": self._logger}
+                {"test.mock.num.brokers": 1, "debug": "mock", "logger": self._log}
             )
         except Exception as exc:  # KafkaException, or a librdkafka built without the mock
             raise MockClusterUnavailable(f"librdkafka refused a mock cluster: {exc}") from None
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-mock", daemon=True)
         self._poller.start()
-        if not self._capture.found.wait(start_timeout_s):
+        if not self._log.found.wait(start_timeout_s):
             self.stop()
-            recent = " | ".join(self._capture.lines) or "(no log lines)"
+            recent = " | ".join(self._log.lines) or "(no log lines)"
             raise MockClusterUnavailable(
                 f"no 'Mock cluster ... bootstrap.servers=' line within {start_timeout_s}s; "
                 f"librdkafka {confluent_kafka.libversion()[0]} logged: {recent}"
             )
-        assert self._capture.bootstrap is not None
-        self.bootstrap = self._capture.bootstrap
+        assert self._log.bootstrap is not None
+        self.bootstrap = self._log.bootstrap
 
     def _poll(self) -> None:
         # Serving logs and keeping the cluster's client alive both need the poll loop.
@@ -91,4 +96,3 @@ class MockKafkaCluster:
         self._stop.set()
         self._poller.join(5)
         self._client.close()
-        self._logger.removeHandler(self._capture)
