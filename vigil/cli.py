@@ -284,7 +284,8 @@ def agentsim(
     hosts: Annotated[int, typer.Option(min=1, help="Simulated hosts (one agent each).")] = 200,
     interval: Annotated[str, typer.Option(help="Collection and flush interval.")] = "10s",
     duration: Annotated[
-        str | None, typer.Option(help="Stop after this long, e.g. 5m; default: until Ctrl-C.")
+        str | None,
+        typer.Option(help="Stop after this long, e.g. 5m; default: until Ctrl-C (--load: 60s)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Makes the simulated metrics reproducible.")] = 0,
     buffer_max_mb: Annotated[
