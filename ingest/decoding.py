@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import zlib
 from dataclasses import dataclass, field
 
@@ -23,9 +24,13 @@ from ingest.wire import ingest_pb2, remote_pb2
 JSON = "application/json"
 PROTOBUF = "application/x-protobuf"
 
-# Timestamps beyond ±this many µs (about ±292,000 years) cannot be int64 µs; such a
-# sample is `invalid_timestamp`, which keeps the conversion below overflow-free.
-_MAX_ABS_US = 2**62
+# A sample's time must be after 1970-01-01 and before the year 10000: a zero or
+# negative time means the timestamp was missing, and later ones cannot be stored.
+_MAX_US = 253_402_300_800 * 1_000_000
+
+# A batch id is a client's name for its batch; it goes into an index, so it is short.
+MAX_BATCH_ID_LENGTH = 128
+_BATCH_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_BATCH_ID_LENGTH}}}")
 
 _SPECIAL_VALUES = {"nan": math.nan, "+inf": math.inf, "inf": math.inf, "-inf": -math.inf}
 
@@ -138,6 +143,15 @@ def decode_ingest(
     )
 
 
+# Label sets larger than this (in characters) are not remembered by LabelSets.
+_MAX_CACHED_LABELS = 4096
+
+
+def _oversize(series: RawSeries) -> bool:
+    size = len(series.metric) + sum(len(name) + len(value) for name, value in series.labels)
+    return size > _MAX_CACHED_LABELS
+
+
 class LabelSets:
     """Raw protobuf label bytes → label sets, remembered across requests (bounded).
 
@@ -177,6 +191,9 @@ class LabelSets:
         return series
 
     def _remember(self, key: object, series: RawSeries) -> RawSeries:
+        # Huge label sets are decoded every time rather than held in memory.
+        if _oversize(series):
+            return series
         if len(self._known) >= self._max_cached:
             self._known.clear()
         self._known[key] = series
@@ -197,7 +214,7 @@ def decode_remote_write(body: bytes, label_sets: LabelSets | None = None) -> Dec
             series = builder.add_series(label_sets.remote_write(tuple(timeseries.labels)))
             for sample in timeseries.samples:
                 timestamp_ms = sample.timestamp
-                if abs(timestamp_ms) > _MAX_ABS_US // 1000:
+                if not 0 < timestamp_ms < _MAX_US // 1000:
                     builder.add_problem(series, "invalid_timestamp")
                 else:
                     builder.add(series, timestamp_ms * 1000, sample.value)
@@ -218,7 +235,9 @@ def _decode_protobuf(body: bytes, label_sets: LabelSets) -> DecodedBatch:
             builder.add_seconds(series, metric.timestamp, metric.value)
     except DecodeError as exc:
         raise MalformedBatch(f"body is not a protobuf vigil.ingest.v1.MetricBatch: {exc}") from None
-    return builder.build(hashlib.blake2b(body, digest_size=16).digest(), batch.batch_id or None)
+    return builder.build(
+        hashlib.blake2b(body, digest_size=16).digest(), _batch_id(batch.batch_id or None)
+    )
 
 
 def _decode_json(body: bytes) -> DecodedBatch:
@@ -229,8 +248,9 @@ def _decode_json(body: bytes) -> DecodedBatch:
     if not isinstance(document, dict) or not isinstance(document.get("metrics"), list):
         raise MalformedBatch('body must be a JSON object with a "metrics" array')
     batch_id = document.get("batch_id")
-    if batch_id is not None and (not isinstance(batch_id, str) or not batch_id):
-        raise MalformedBatch('"batch_id" must be a non-empty string')
+    if batch_id is not None and not isinstance(batch_id, str):
+        raise MalformedBatch('"batch_id" must be a string')
+    batch_id = _batch_id(batch_id)
     builder = _ColumnBuilder()
     for entry in document["metrics"]:
         problem, series, timestamp, value = _json_metric(entry)
@@ -240,6 +260,14 @@ def _decode_json(body: bytes) -> DecodedBatch:
         else:
             builder.add_seconds(index, timestamp, value)
     return builder.build(hashlib.blake2b(body, digest_size=16).digest(), batch_id)
+
+
+def _batch_id(batch_id: str | None) -> str | None:
+    if batch_id is not None and not _BATCH_ID.fullmatch(batch_id):
+        raise MalformedBatch(
+            f"batch_id must be 1-{MAX_BATCH_ID_LENGTH} printable ASCII characters, no spaces"
+        )
+    return batch_id
 
 
 _NO_SERIES = RawSeries("", ())
@@ -294,7 +322,7 @@ class _ColumnBuilder:
         self.values.append(value)
 
     def add_seconds(self, series: int, timestamp_s: float, value: float) -> None:
-        if not math.isfinite(timestamp_s) or abs(timestamp_s) * 1e6 > _MAX_ABS_US:
+        if not math.isfinite(timestamp_s) or not 0 < timestamp_s * 1e6 < _MAX_US:
             self.add_problem(series, "invalid_timestamp")
         else:
             self.add(series, round(timestamp_s * 1e6), value)

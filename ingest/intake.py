@@ -54,9 +54,6 @@ class Intake:
                 f"batch has {batch.samples} samples, more than this key's burst of "
                 f"{self._rate_limiter.limits.sample_burst:.0f}; send smaller batches"
             )
-        wait_s = self._rate_limiter.wait_s(key_id, batch.samples)
-        if wait_s > 0:
-            raise RateLimited(f"API key {key_id} is over its rate limit", wait_s)
         backlog = self._publisher.backlog()
         if backlog > self._max_backlog:
             raise BacklogFull(
@@ -64,6 +61,9 @@ class Intake:
                 "writers are behind",
                 BACKLOG_RETRY_AFTER_S,
             )
+        wait_s = self._rate_limiter.wait_s(key_id, batch.samples)
+        if wait_s > 0:
+            raise RateLimited(f"API key {key_id} is over its rate limit", wait_s)
         window_us = tenant.out_of_order_window // timedelta(microseconds=1)
         validated = validate(batch, self._rules, now_us, window_us)
         envelopes = encode_envelopes(

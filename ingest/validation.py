@@ -32,12 +32,22 @@ REJECTION_CODES = {
     "too_many_labels": "the series has more labels than allowed",
     "label_name_too_long": "a label or metric name is longer than allowed",
     "label_value_too_long": "a label value is longer than allowed",
+    "invalid_label_value": "a label value contains a NUL character",
     "invalid_value": "the value is not a number, NaN, +Inf or -Inf",
     "invalid_timestamp": "the timestamp is missing, not finite or out of range",
     "sample_too_old": "older than the tenant's out-of-order window; do not retry",
     "sample_in_future": "too far ahead of the server's clock",
     "native_histogram_unsupported": "native histograms are not stored; use classic buckets",
 }
+
+
+# Series larger than this (metric name plus labels, in characters) are checked every
+# time instead of being cached.
+MAX_CACHED_SERIES_BYTES = 4096
+
+
+def _size(series: RawSeries) -> int:
+    return len(series.metric) + sum(len(name) + len(value) for name, value in series.labels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +109,12 @@ class SeriesRules:
         verdict = self._verdicts.get(series)
         if verdict is None:
             verdict = self._check(series)
-            if len(self._verdicts) >= self._max_cached:
-                self._verdicts.clear()
-            self._verdicts[series] = verdict
+            # Only series of a sane size are remembered, so the cache's memory is bounded
+            # by its entry count even when a client sends megabyte label values.
+            if _size(series) <= MAX_CACHED_SERIES_BYTES:
+                if len(self._verdicts) >= self._max_cached:
+                    self._verdicts.clear()
+                self._verdicts[series] = verdict
         return verdict
 
     def _check(self, series: RawSeries) -> AcceptedSeries | str:
@@ -125,6 +138,8 @@ class SeriesRules:
                 return "label_name_too_long"
             if len(value) > limits.max_label_value_length:
                 return "label_value_too_long"
+            if "\x00" in value:
+                return "invalid_label_value"
         key = SeriesKey(series.metric, tuple(labels))
         fingerprint = key.fingerprint()
         route = int.from_bytes(hashlib.blake2b(fingerprint, digest_size=8).digest())
@@ -160,10 +175,15 @@ def validate(
         Rejection(int(index), str(code))
         for index, code in zip(rejected.tolist(), sample_codes[rejected].tolist(), strict=True)
     ]
+    # The ledger's batch time must be the same on every retry of this request and lie
+    # near now: the latest usable sample that is not in the future. A retry can only
+    # turn future samples into present ones, never the reverse, and any accepted
+    # sample bounds it from below, so no request can place a ledger row in the past.
     usable = np.ones(batch.samples, bool)
     if batch.problems:
         usable[list(batch.problems)] = False
-    batch_time_us = int(times[usable].min()) if usable.any() else 0
+    usable &= times <= now_us + rules.limits.max_future_us
+    batch_time_us = int(times[usable].max()) if usable.any() else 0
 
     accepted = np.flatnonzero(ok)
     order = accepted[np.argsort(batch.series_index[accepted], kind="stable")]

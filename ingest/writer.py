@@ -22,8 +22,8 @@ from google.protobuf.message import DecodeError
 from ingest.bus import BusConsumer, Delivery
 from ingest.envelope import decode_envelope
 from ingest.errors import BusUnavailable
-from storage.errors import DatabaseUnavailable
-from storage.samples import SampleBatch, SampleWriter
+from storage.errors import DatabaseUnavailable, SampleWriteRejected
+from storage.samples import SampleBatch, SampleWriter, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class Writer:
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = self._connect()
-                results = self._sample_writer.write_many(self._conn, admitted)
+                results = self._write(self._conn, admitted)
                 break
             except DatabaseUnavailable as exc:
                 if self._conn is not None:
@@ -141,6 +141,25 @@ class Writer:
             self.stats.duplicates += sum(1 for r in results if r.duplicate)
             if oldest_accept_us is not None:
                 self.stats.lag_s = time.time() - oldest_accept_us / 1e6
+
+    def _write(self, conn: psycopg.Connection, batches: list[SampleBatch]) -> list[WriteResult]:
+        """Write the batches together; if the database refuses them, one at a time, and
+        set aside (log, count, acknowledge) any batch it refuses on its own, so one bad
+        envelope never blocks its partition."""
+        try:
+            return self._sample_writer.write_many(conn, batches)
+        except SampleWriteRejected as exc:
+            if len(batches) == 1:
+                log.error(
+                    "dropping envelope %s of tenant %s: %s",
+                    batches[0].key,
+                    batches[0].tenant_id,
+                    exc,
+                )
+                with self.stats.lock:
+                    self.stats.poison += 1
+                return [WriteResult(samples=0, duplicate=False)]
+            return [result for batch in batches for result in self._write(conn, [batch])]
 
     def _acknowledge(self, deliveries: Sequence[Delivery], stop: threading.Event) -> None:
         while True:

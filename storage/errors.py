@@ -17,6 +17,10 @@ class DatabaseUnavailable(StorageError):
     """The database could not be reached or refused the connection."""
 
 
+class SampleWriteRejected(StorageError):
+    """The database refused a write for its contents; retrying the same rows cannot succeed."""
+
+
 class TimescaleDBUnavailable(StorageError):
     """TimescaleDB is missing, not preloaded, or older than Vigil supports."""
 

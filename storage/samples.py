@@ -25,7 +25,7 @@ import numpy.typing as npt
 import psycopg
 
 from storage.copy_binary import decode_samples, encode_samples
-from storage.errors import DatabaseUnavailable, first_line
+from storage.errors import DatabaseUnavailable, SampleWriteRejected, first_line
 from storage.queries import query
 from storage.series import SeriesCatalog, SeriesKey
 from storage.timestamps import to_datetime
@@ -121,13 +121,17 @@ class SampleWriter:
 
         One commit for many small batches is what lets a writer keep up with
         agent-sized envelopes: a commit per envelope would be bound by WAL flushes.
-        Raises DatabaseUnavailable when the connection is lost; whether the last
-        commit landed is then unknown, and writing the same batches again is safe.
+        Raises DatabaseUnavailable when the connection is lost or the server is
+        temporarily unable (whether the last commit landed is then unknown, and writing
+        the same batches again is safe), and SampleWriteRejected when it refuses the
+        contents (nothing of the call was written; some batch in it never will be).
         """
         try:
             return self._write_many(conn, batches)
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            raise DatabaseUnavailable(f"writing samples failed: {first_line(exc)}") from exc
+        except psycopg.Error as exc:
+            if _transient(exc):
+                raise DatabaseUnavailable(f"writing samples failed: {first_line(exc)}") from exc
+            raise SampleWriteRejected(f"samples refused: {first_line(exc)}") from exc
 
     def _write_many(
         self, conn: psycopg.Connection, batches: Sequence[SampleBatch]
@@ -238,6 +242,21 @@ class SampleWriter:
                 )
             )
         return prepared
+
+
+# SQLSTATE classes worth retrying: connection exceptions, operator intervention
+# (shutdown, crash recovery), transaction rollback (serialization, deadlock),
+# insufficient resources and system errors.
+_TRANSIENT_CLASSES = frozenset({"08", "57", "40", "53", "58"})
+
+
+def _transient(exc: psycopg.Error) -> bool:
+    """Whether the same write may succeed later (lost connection, server restarting …)."""
+    if isinstance(exc, psycopg.InterfaceError):
+        return True
+    if exc.sqlstate is None:  # raised by the client: a lost connection, or bad contents
+        return isinstance(exc, psycopg.OperationalError)
+    return exc.sqlstate[:2] in _TRANSIENT_CLASSES
 
 
 def _as_columns(series: Sequence[SeriesSamples] | SeriesColumns) -> SeriesColumns | None:

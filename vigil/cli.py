@@ -215,7 +215,7 @@ def tenants_list(
 def tenants_revoke_key(
     key_id: Annotated[str, typer.Argument(help="The key id printed when the key was issued.")],
 ) -> None:
-    """Revoke an API key; requests with it get 401 from then on."""
+    """Revoke an API key; API workers refuse it (401) within 30 s (their key cache)."""
     with _database(_settings()) as conn:
         tenants.revoke_api_key(conn, key_id)
     typer.echo(f"revoked {key_id}")
@@ -263,7 +263,14 @@ def writer(
     for thread in threads:
         thread.start()
     typer.echo(f"writer: {consumers} consumers on the {settings.bus.kind} bus")
-    while not stop.wait(report_every if report_every > 0 else None):
+    while not stop.wait(report_every if report_every > 0 else 1.0):
+        if not all(thread.is_alive() for thread in threads):
+            stop.set()
+            for thread in threads:
+                thread.join()
+            _fail("a writer thread died (see the traceback above); exiting so it is restarted")
+        if report_every <= 0:
+            continue
         with stats.lock:
             typer.echo(
                 f"writer: samples={stats.samples} envelopes={stats.envelopes} "

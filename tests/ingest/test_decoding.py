@@ -10,6 +10,7 @@ from typing import Any
 
 import cramjam
 import numpy as np
+import orjson
 import pytest
 
 from ingest.decoding import (
@@ -111,8 +112,7 @@ def test_seed_json_example_decodes_to_exact_columns() -> None:
         (1640000000.123456, 1_640_000_000_123_456),
         (1640000000.000001, 1_640_000_000_000_001),
         (1640000000.999999, 1_640_000_000_999_999),
-        (0, 0),
-        (-1.25, -1_250_000),
+        (0.25, 250_000),
     ],
 )
 def test_json_seconds_become_microseconds_keeping_fractions(
@@ -337,7 +337,7 @@ def test_remote_write_takes_name_from_label_and_converts_milliseconds() -> None:
             [(1.0, 1640000000000), (0.0, 1640000015123), (STALE_NAN, 1640000030000)],
             0,
         ),
-        ([("__name__", "temp")], [(21.5, -1)], 0),
+        ([("__name__", "temp")], [(21.5, 1)], 0),
     )
     batch = decode_remote_write(body)
     assert batch.series == [
@@ -349,7 +349,7 @@ def test_remote_write_takes_name_from_label_and_converts_milliseconds() -> None:
         1_640_000_000_000_000,
         1_640_000_015_123_000,
         1_640_000_030_000_000,
-        -1000,
+        1000,
     ]
     assert bits(batch.values) == bits([1.0, 0.0, STALE_NAN, 21.5])
     assert bits(batch.values)[2] == STALE_NAN_BITS
@@ -537,3 +537,23 @@ def test_label_sets_remembered_across_requests_decode_the_same() -> None:
             ("m", [("x", "1"), ("y", "2")]),
             ("n", [("x", "1"), ("y", "2")]),
         ]
+
+
+@pytest.mark.parametrize("timestamp", [0, -1.25, 253_402_300_800, 1e15])
+def test_times_outside_1970_to_9999_are_invalid(timestamp: float) -> None:
+    batch = decode_ingest(json_body({"name": "m", "value": 1, "timestamp": timestamp}), JSON)
+    assert batch.problems == {0: "invalid_timestamp"}
+    request = remote_pb2.WriteRequest()
+    series = request.timeseries.add()
+    series.labels.add(name="__name__", value="m")
+    series.samples.add(timestamp=int(timestamp * 1000), value=1.0)
+    assert decode_remote_write(request.SerializeToString()).problems == {0: "invalid_timestamp"}
+
+
+@pytest.mark.parametrize("batch_id", ["x" * 129, "has space", "nul\x00", "é"])
+def test_unusable_batch_ids_are_refused(batch_id: str) -> None:
+    with pytest.raises(MalformedBatch, match="batch_id"):
+        decode_ingest(orjson.dumps({"batch_id": batch_id, "metrics": []}), JSON)
+    batch = ingest_pb2.MetricBatch(batch_id=batch_id)
+    with pytest.raises(MalformedBatch, match="batch_id"):
+        decode_ingest(batch.SerializeToString(), PROTOBUF)

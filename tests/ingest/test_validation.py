@@ -70,6 +70,7 @@ def check(metric: str, labels: list[tuple[str, str]], limits: Limits | None = No
         ("m", [("l" * 1025, "v")], "label_name_too_long"),
         ("m" * 1025, [], "label_name_too_long"),
         ("m", [("job", "v" * 2049)], "label_value_too_long"),
+        ("m", [("job", "a\x00b")], "invalid_label_value"),
     ],
 )
 def test_series_breaking_a_rule_gets_its_code(
@@ -253,7 +254,8 @@ def test_mixed_batch_groups_accepted_samples_and_lists_every_rejection_in_order(
         Rejection(6, "sample_in_future"),
         Rejection(8, "invalid_metric_name"),
     ]
-    assert result.batch_time_us == NOW_US - WINDOW_US - 1
+    # The latest decodable sample that is not in the future (index 9).
+    assert result.batch_time_us == NOW_US - 5
 
 
 def test_differently_spelled_series_land_under_one_canonical_key() -> None:
@@ -348,7 +350,17 @@ def test_batch_time_is_stable_when_a_retry_finds_samples_too_old() -> None:
     retry_at = NOW_US + 20 * 60 * 1_000_000  # the earliest sample is now out of the window
     retry = validate(decoded(rows, {3: "invalid_value"}), rules, retry_at, WINDOW_US)
     assert first.accepted == 2 and retry.accepted == 1
-    assert first.batch_time_us == retry.batch_time_us == NOW_US - 55 * 60 * 1_000_000
+    assert first.batch_time_us == retry.batch_time_us == NOW_US - 10 * 60 * 1_000_000
+
+
+def test_batch_time_never_lies_outside_the_accepted_window() -> None:
+    rows = [
+        (RawSeries("m", (("i", "0"),)), NOW_US - 100 * WINDOW_US, 1.0),  # too old
+        (RawSeries("m", (("i", "1"),)), NOW_US - 1, 2.0),
+        (RawSeries("m", (("i", "2"),)), NOW_US + 1000 * WINDOW_US, 3.0),  # in the future
+    ]
+    result = validate(decoded(rows), SeriesRules(Limits()), NOW_US, WINDOW_US)
+    assert result.accepted == 1 and result.batch_time_us == NOW_US - 1
 
 
 @pytest.mark.parametrize(
