@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vigil.durations import parse_duration
@@ -16,6 +16,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 LOCAL_POSTGRES_PORT = 55432
 LOCAL_REDIS_PORT = 56379
+
+
+def _duration_text(value: object) -> object:
+    """`90s`, `15m`, `2h` or `1d12h` as a timedelta; other forms go to pydantic as they are."""
+    return parse_duration(value) if isinstance(value, str) and value[-1:].isalpha() else value
+
+
+# A duration setting: accepts Vigil's short forms besides pydantic's own.
+Duration = Annotated[timedelta, BeforeValidator(_duration_text)]
 
 
 def _has_valid_port(url: str) -> bool:
@@ -29,15 +38,10 @@ def _has_valid_port(url: str) -> bool:
 class StorageSettings(BaseModel):
     """How samples are laid out and written."""
 
-    samples_chunk_interval: timedelta = Field(
+    samples_chunk_interval: Duration = Field(
         default=timedelta(hours=2),
         description="Time span of one samples chunk; applies to chunks created from now on.",
     )
-
-    @field_validator("samples_chunk_interval", mode="before")
-    @classmethod
-    def _duration_text(cls, value: object) -> object:
-        return parse_duration(value) if isinstance(value, str) and value[-1:].isalpha() else value
 
     @field_validator("samples_chunk_interval")
     @classmethod
@@ -63,15 +67,10 @@ class BusSettings(BaseModel):
         ge=1,
         description="Unwritten envelopes on the bus beyond which the API answers 503.",
     )
-    reclaim_idle: timedelta = Field(
+    reclaim_idle: Duration = Field(
         default=timedelta(seconds=30),
         description="How long a delivery may stay unacknowledged before another writer takes it.",
     )
-
-    @field_validator("reclaim_idle", mode="before")
-    @classmethod
-    def _duration_text(cls, value: object) -> object:
-        return parse_duration(value) if isinstance(value, str) and value[-1:].isalpha() else value
 
 
 class IngestSettings(BaseModel):
@@ -82,18 +81,13 @@ class IngestSettings(BaseModel):
     max_labels: int = Field(default=30, ge=1, description="Most labels per series.")
     max_label_name_length: int = Field(default=1024, ge=1, description="Also bounds metric names.")
     max_label_value_length: int = Field(default=2048, ge=1)
-    max_future: timedelta = Field(
+    max_future: Duration = Field(
         default=timedelta(minutes=10), description="How far ahead of now a sample may be."
     )
     requests_per_s: float = Field(default=1_000.0, gt=0, description="Per API key, sustained.")
     request_burst: float = Field(default=2_000.0, gt=0, description="Per API key, bucket size.")
     samples_per_s: float = Field(default=1_000_000.0, gt=0, description="Per API key, sustained.")
     sample_burst: float = Field(default=2_000_000.0, gt=0, description="Per API key, bucket size.")
-
-    @field_validator("max_future", mode="before")
-    @classmethod
-    def _duration_text(cls, value: object) -> object:
-        return parse_duration(value) if isinstance(value, str) and value[-1:].isalpha() else value
 
 
 class ServicesSettings(BaseModel):
