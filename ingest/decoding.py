@@ -32,6 +32,9 @@ _MAX_US = 253_402_300_800 * 1_000_000
 MAX_BATCH_ID_LENGTH = 128
 _BATCH_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_BATCH_ID_LENGTH}}}")
 
+# Series longer than this (metric name plus labels, in characters) are never cached.
+MAX_CACHED_SERIES_CHARS = 4096
+
 _SPECIAL_VALUES = {"nan": math.nan, "+inf": math.inf, "inf": math.inf, "-inf": -math.inf}
 
 
@@ -41,6 +44,14 @@ class RawSeries:
 
     metric: str
     labels: tuple[tuple[str, str], ...]
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether the series is small enough (≤ 4,096 characters in all) to be cached:
+        caches of series stay bounded in memory by their entry count even when a client
+        sends megabyte label values."""
+        size = len(self.metric) + sum(len(name) + len(value) for name, value in self.labels)
+        return size <= MAX_CACHED_SERIES_CHARS
 
 
 @dataclass
@@ -143,15 +154,6 @@ def decode_ingest(
     )
 
 
-# Label sets larger than this (in characters) are not remembered by LabelSets.
-_MAX_CACHED_LABELS = 4096
-
-
-def _oversize(series: RawSeries) -> bool:
-    size = len(series.metric) + sum(len(name) + len(value) for name, value in series.labels)
-    return size > _MAX_CACHED_LABELS
-
-
 class LabelSets:
     """Raw protobuf label bytes → label sets, remembered across requests (bounded).
 
@@ -191,8 +193,7 @@ class LabelSets:
         return series
 
     def _remember(self, key: object, series: RawSeries) -> RawSeries:
-        # Huge label sets are decoded every time rather than held in memory.
-        if _oversize(series):
+        if not series.cacheable:  # decoded every time rather than held in memory
             return series
         if len(self._known) >= self._max_cached:
             self._known.clear()
@@ -222,7 +223,7 @@ def decode_remote_write(body: bytes, label_sets: LabelSets | None = None) -> Dec
                 builder.add_problem(series, "native_histogram_unsupported")
     except DecodeError as exc:  # a label that is not a valid Label message
         raise MalformedBatch(f"body is not a protobuf prometheus.WriteRequest: {exc}") from None
-    return builder.build(hashlib.blake2b(body, digest_size=16).digest(), None)
+    return builder.build(body, None)
 
 
 def _decode_protobuf(body: bytes, label_sets: LabelSets) -> DecodedBatch:
@@ -235,9 +236,7 @@ def _decode_protobuf(body: bytes, label_sets: LabelSets) -> DecodedBatch:
             builder.add_seconds(series, metric.timestamp, metric.value)
     except DecodeError as exc:
         raise MalformedBatch(f"body is not a protobuf vigil.ingest.v1.MetricBatch: {exc}") from None
-    return builder.build(
-        hashlib.blake2b(body, digest_size=16).digest(), _batch_id(batch.batch_id or None)
-    )
+    return builder.build(body, _batch_id(batch.batch_id or None))
 
 
 def _decode_json(body: bytes) -> DecodedBatch:
@@ -259,7 +258,7 @@ def _decode_json(body: bytes) -> DecodedBatch:
             builder.add_problem(index, problem)
         else:
             builder.add_seconds(index, timestamp, value)
-    return builder.build(hashlib.blake2b(body, digest_size=16).digest(), batch_id)
+    return builder.build(body, batch_id)
 
 
 def _batch_id(batch_id: str | None) -> str | None:
@@ -331,13 +330,14 @@ class _ColumnBuilder:
         self.problems[len(self.times_us)] = code
         self.add(series, 0, math.nan)
 
-    def build(self, digest: bytes, batch_id: str | None) -> DecodedBatch:
+    def build(self, body: bytes, batch_id: str | None) -> DecodedBatch:
+        """The batch; its digest is the hash of the decoded `body` it came from."""
         return DecodedBatch(
             series=self.series,
             series_index=np.asarray(self.series_index, np.int32),
             times_us=np.asarray(self.times_us, np.int64),
             values=np.asarray(self.values, np.float64),
-            digest=digest,
+            digest=hashlib.blake2b(body, digest_size=16).digest(),
             batch_id=batch_id,
             problems=self.problems,
         )

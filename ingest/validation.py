@@ -41,15 +41,6 @@ REJECTION_CODES = {
 }
 
 
-# Series larger than this (metric name plus labels, in characters) are checked every
-# time instead of being cached.
-MAX_CACHED_SERIES_BYTES = 4096
-
-
-def _size(series: RawSeries) -> int:
-    return len(series.metric) + sum(len(name) + len(value) for name, value in series.labels)
-
-
 @dataclass(frozen=True, slots=True)
 class Limits:
     """What a series and a sample may be."""
@@ -109,9 +100,7 @@ class SeriesRules:
         verdict = self._verdicts.get(series)
         if verdict is None:
             verdict = self._check(series)
-            # Only series of a sane size are remembered, so the cache's memory is bounded
-            # by its entry count even when a client sends megabyte label values.
-            if _size(series) <= MAX_CACHED_SERIES_BYTES:
+            if series.cacheable:
                 if len(self._verdicts) >= self._max_cached:
                     self._verdicts.clear()
                 self._verdicts[series] = verdict

@@ -392,3 +392,11 @@ def test_validation_does_not_mutate_the_decoded_batch() -> None:
     assert batch.problems == {1: "invalid_value"}
     for array, copy in zip((batch.series_index, batch.times_us, batch.values), before, strict=True):
         np.testing.assert_array_equal(array, copy)
+
+
+def test_huge_series_are_checked_but_never_cached() -> None:
+    rules = SeriesRules(Limits(max_label_value_length=10_000))
+    huge = RawSeries("m", (("blob", "x" * 5_000),))
+    assert isinstance(rules.check(huge), AcceptedSeries)
+    assert isinstance(rules.check(huge), AcceptedSeries)
+    assert huge not in rules._verdicts  # internal, read on purpose: the bound under test
