@@ -25,6 +25,10 @@ _RETRY_AFTER_S = 5.0
 _BACKLOG_TTL_S = 0.25
 
 
+def _unavailable(exc: Exception) -> BusUnavailable:
+    return BusUnavailable(f"redis bus unavailable: {exc}", _RETRY_AFTER_S)
+
+
 def _stream_names(prefix: str, partitions: int) -> list[str]:
     return [f"{prefix}:{partition}" for partition in range(partitions)]
 
@@ -52,7 +56,7 @@ class RedisStreamsPublisher:
                     pipe.xadd(self._streams[partition], {"e": payload})
                 pipe.execute()
         except redis.RedisError as exc:
-            raise BusUnavailable(f"redis bus unavailable: {exc}", _RETRY_AFTER_S) from None
+            raise _unavailable(exc) from None
 
     def backlog(self) -> int:
         """Entries in all partition streams, refreshed at most every 250 ms."""
@@ -66,7 +70,7 @@ class RedisStreamsPublisher:
                     pipe.xlen(stream)
                 count = sum(pipe.execute())
         except redis.RedisError as exc:
-            raise BusUnavailable(f"redis bus unavailable: {exc}", _RETRY_AFTER_S) from None
+            raise _unavailable(exc) from None
         self._backlog = (count, now)
         return count
 
@@ -105,7 +109,7 @@ class RedisStreamsConsumer:
                     if "BUSYGROUP" not in str(exc):
                         raise
         except redis.RedisError as exc:
-            raise BusUnavailable(f"redis bus unavailable: {exc}", _RETRY_AFTER_S) from None
+            raise _unavailable(exc) from None
 
     def receive(self, max_messages: int, timeout_s: float) -> list[Delivery]:
         """Reclaimed deliveries first (checked every few seconds), then new ones."""
@@ -131,9 +135,9 @@ class RedisStreamsConsumer:
             if "NOGROUP" in str(exc):
                 self._ensure_groups()
                 return []
-            raise BusUnavailable(f"redis bus unavailable: {exc}", _RETRY_AFTER_S) from None
+            raise _unavailable(exc) from None
         except redis.RedisError as exc:
-            raise BusUnavailable(f"redis bus unavailable: {exc}", _RETRY_AFTER_S) from None
+            raise _unavailable(exc) from None
         return [
             Delivery(self._partition(stream), fields[b"e"], entry_id)
             for stream, entries in response or []
@@ -184,7 +188,7 @@ class RedisStreamsConsumer:
                     pipe.xdel(stream, *ids)
                 pipe.execute()
         except redis.RedisError as exc:
-            raise BusUnavailable(f"redis bus unavailable: {exc}", _RETRY_AFTER_S) from None
+            raise _unavailable(exc) from None
 
     def close(self) -> None:
         """Release the connection; pending deliveries are reclaimed by others when idle."""

@@ -13,19 +13,14 @@ from agentsim.backoff import Backoff
 from agentsim.fleet import run_fleet
 from storage.tenants import IssuedKey
 from tests.live_servers import api_server, free_port, wait_until, writers
+from tests.stored import sample_count
 from vigil.settings import Settings
 
 FAST_BACKOFF = Backoff(base_s=0.2, cap_s=1.0)
 
 
 def stored(conn: psycopg.Connection, issued: IssuedKey) -> int:
-    row = conn.execute(
-        "SELECT count(*) FROM vigil.samples r JOIN vigil.series s ON s.id = r.series_id "
-        "WHERE s.tenant_id = %s",
-        (issued.tenant.id,),
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return sample_count(conn, issued.tenant.id)
 
 
 def test_api_down_for_20s_then_everything_is_delivered(

@@ -16,6 +16,7 @@ from ingest.wire import ingest_pb2
 from storage.tenants import IssuedKey
 from tests.ingest.kafka_mock import MOCK_TOPIC_PARTITIONS, MockClusterUnavailable, MockKafkaCluster
 from tests.live_servers import api_server, client, free_port, wait_until, writers
+from tests.stored import sample_count
 from vigil.settings import Settings
 
 PARTITIONS = MOCK_TOPIC_PARTITIONS
@@ -223,15 +224,6 @@ def test_samples_flow_through_kafka_into_the_database(
             )
             assert response.status_code == 202, response.text
 
-        def stored() -> int:
-            row = conn.execute(
-                "SELECT count(*) FROM vigil.samples r JOIN vigil.series s "
-                "ON s.id = r.series_id WHERE s.tenant_id = %s",
-                (issued.tenant.id,),
-            ).fetchone()
-            assert row is not None
-            return int(row[0])
-
-        wait_until(lambda: stored() >= 200, timeout_s=40)
+        wait_until(lambda: sample_count(conn, issued.tenant.id) >= 200, timeout_s=40)
         time.sleep(1)
-    assert stored() == 200
+    assert sample_count(conn, issued.tenant.id) == 200

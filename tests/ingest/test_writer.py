@@ -17,6 +17,7 @@ from storage.samples import SampleBatch, SampleWriter, SeriesSamples
 from storage.series import SeriesCatalog, SeriesKey
 from storage.tenants import Tenant
 from tests.live_servers import wait_until, writers
+from tests.stored import sample_count
 from vigil.settings import Settings
 from vigil.wiring import bus_publisher
 
@@ -65,11 +66,6 @@ def test_poison_envelopes_are_dropped_and_the_rest_written(
     publisher.publish(envelopes)
     with writers(bus_settings) as stats:
         wait_until(lambda: stats.envelopes >= 6, timeout_s=30)
-    count = conn.execute(
-        "SELECT count(*) FROM vigil.samples r JOIN vigil.series s ON s.id = r.series_id "
-        "WHERE s.tenant_id = %s",
-        (tenant.id,),
-    ).fetchone()
-    assert count is not None and count[0] == 5
+    assert sample_count(conn, tenant.id) == 5
     assert stats.poison == 1
     wait_until(lambda: publisher.backlog() == 0, timeout_s=5)  # the poison is acknowledged

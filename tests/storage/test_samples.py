@@ -21,6 +21,7 @@ from storage.samples import (
 )
 from storage.series import SeriesCatalog, SeriesKey
 from storage.tenants import Tenant
+from tests.stored import sample_count
 
 NOW_US = 1_790_000_000_000_000  # a fixed instant: tests never read the clock
 HOUR_US = 3_600_000_000
@@ -47,13 +48,7 @@ def make_batch(
 
 
 def stored(conn: psycopg.Connection, tenant: Tenant) -> int:
-    row = conn.execute(
-        "SELECT count(*) FROM vigil.samples s JOIN vigil.series r ON r.id = s.series_id "
-        "WHERE r.tenant_id = %s",
-        (tenant.id,),
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return sample_count(conn, tenant.id)
 
 
 def read_back(conn: psycopg.Connection, batch: SampleBatch) -> dict[SeriesKey, tuple]:

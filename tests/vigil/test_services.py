@@ -17,6 +17,7 @@ import redis
 from storage import tenants
 from storage.database import connect
 from tests.live_servers import free_port, wait_until
+from tests.stored import sample_count
 from vigil.services import LocalPostgres, LocalRedis
 from vigil.settings import PROJECT_ROOT, ServicesSettings, Settings
 
@@ -142,18 +143,7 @@ def test_up_runs_everything_until_interrupted(scratch: Settings) -> None:
     assert LocalRedis(scratch).status().running
     # API, writer and the simulated fleet run: the demo tenant's samples arrive.
     with connect(scratch.database_url) as conn:
-        wait_until(
-            lambda: (
-                conn.execute(
-                    "SELECT count(*) FROM vigil.samples r "
-                    "JOIN vigil.series s ON s.id = r.series_id "
-                    "WHERE s.tenant_id = %s",
-                    (tenant.id,),
-                ).fetchone()[0]  # type: ignore[index]
-                > 0
-            ),
-            timeout_s=40,
-        )
+        wait_until(lambda: sample_count(conn, tenant.id) > 0, timeout_s=40)
 
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
