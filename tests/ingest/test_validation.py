@@ -313,27 +313,26 @@ def test_decoded_json_flows_through_validation() -> None:
     assert result.values.tolist() == [1.0, math.inf]
 
 
-def test_remote_write_duplicate_label_names_are_rejected() -> None:
+@pytest.mark.parametrize(
+    ("labels", "code"),
+    [
+        ([("__name__", "up"), ("job", "a"), ("job", "b")], "duplicate_label_name"),
+        # Prometheus refuses a series with two names; neither "up" nor "down" is kept.
+        ([("__name__", "up"), ("__name__", "down"), ("job", "a")], "invalid_label_name"),
+    ],
+)
+def test_remote_write_repeated_label_names_are_rejected(
+    labels: list[tuple[str, str]], code: str
+) -> None:
     request = remote_pb2.WriteRequest()
     series = request.timeseries.add()
-    for name, value in [("__name__", "up"), ("job", "a"), ("job", "b")]:
+    for name, value in labels:
         series.labels.add(name=name, value=value)
     series.samples.add(value=1.0, timestamp=NOW_US // 1000)
     decoded_batch = decode_remote_write(request.SerializeToString())
     result = validate(decoded_batch, SeriesRules(Limits()), NOW_US, WINDOW_US)
-    assert result.rejections == [Rejection(0, "duplicate_label_name")]
-
-
-def test_remote_write_repeated_metric_name_label_is_rejected() -> None:
-    request = remote_pb2.WriteRequest()
-    series = request.timeseries.add()
-    for name, value in [("__name__", "up"), ("__name__", "down"), ("job", "a")]:
-        series.labels.add(name=name, value=value)
-    series.samples.add(value=1.0, timestamp=NOW_US // 1000)
-    decoded_batch = decode_remote_write(request.SerializeToString())
-    result = validate(decoded_batch, SeriesRules(Limits()), NOW_US, WINDOW_US)
-    # Prometheus refuses such a series; here it is stored as "down" and "up" is lost.
     assert result.accepted == 0
+    assert result.rejections == [Rejection(0, code)]
     assert [r.index for r in result.rejections] == [0]
     assert result.rejections[0].code in ("duplicate_label_name", "invalid_label_name")
 
