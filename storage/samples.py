@@ -191,26 +191,18 @@ class SampleWriter:
         Series are resolved once per tenant for all batches together, so a burst of new
         series costs one catalog round trip per call rather than one per batch.
         """
-        columns: list[_Columns | None] = []
+        placements: list[_Placed | None] = []
         wanted_of: dict[UUID, _Wanted] = {}
         for batch in batches:
             found = _as_columns(batch.series)
             if found is None:
-                columns.append(None)
+                placements.append(None)
                 continue
             starts = np.concatenate(([0], np.cumsum(found.counts)[:-1]))
             firsts = np.minimum.reduceat(found.times_us, starts).tolist()
             lasts = np.maximum.reduceat(found.times_us, starts).tolist()
             wanted = wanted_of.setdefault(batch.tenant_id, _Wanted())
-            columns.append(
-                _Columns(
-                    len(wanted.fingerprints),
-                    found.counts,
-                    found.times_us,
-                    found.values,
-                    min(firsts),
-                )
-            )
+            placements.append(_Placed(len(wanted.fingerprints), found, min(firsts)))
             wanted.add(found, firsts, lasts)
         ids = {
             tenant_id: np.asarray(
@@ -227,17 +219,18 @@ class SampleWriter:
             for tenant_id, wanted in wanted_of.items()
         }
         prepared: list[_Rows | None] = []
-        for batch, placed in zip(batches, columns, strict=True):
+        for batch, placed in zip(batches, placements, strict=True):
             if placed is None:
                 prepared.append(None)
                 continue
-            series_ids = ids[batch.tenant_id][placed.offset : placed.offset + len(placed.lengths)]
+            counts = placed.columns.counts
+            series_ids = ids[batch.tenant_id][placed.offset : placed.offset + len(counts)]
             batch_time_us = batch.batch_time_us
             prepared.append(
                 _Rows(
-                    placed.times_us,
-                    np.repeat(series_ids, placed.lengths),
-                    placed.values,
+                    placed.columns.times_us,
+                    np.repeat(series_ids, counts),
+                    placed.columns.values,
                     to_datetime(placed.earliest_us if batch_time_us is None else batch_time_us),
                 )
             )
@@ -298,13 +291,11 @@ class _Wanted:
 
 
 @dataclass(frozen=True, slots=True)
-class _Columns:
-    """A batch's samples as columns; its series sit at `offset` in its tenant's list."""
+class _Placed:
+    """A batch's columns, whose series sit at `offset` in its tenant's list."""
 
     offset: int
-    lengths: npt.NDArray[np.int64]
-    times_us: npt.NDArray[np.int64]
-    values: npt.NDArray[np.float64]
+    columns: SeriesColumns
     earliest_us: int
 
 
