@@ -90,6 +90,35 @@ class IngestSettings(BaseModel):
     sample_burst: float = Field(default=2_000_000.0, gt=0, description="Per API key, bucket size.")
 
 
+class QuerySettings(BaseModel):
+    """Limits and caching of the read path (PromQL and raw SQL)."""
+
+    timeout: Duration = Field(
+        default=timedelta(seconds=30), description="Longest a query may run before it is cancelled."
+    )
+    max_series: int = Field(default=50_000, ge=1, description="Most series one selector may read.")
+    max_points: int = Field(
+        default=11_000, ge=1, description="Most steps in a range query (as Prometheus)."
+    )
+    max_samples: int = Field(
+        default=50_000_000, ge=1, description="Most samples (or points) held in memory by a query."
+    )
+    lookback_delta: Duration = Field(
+        default=timedelta(minutes=5), description="How far back an instant selector looks."
+    )
+    sql_row_limit: int = Field(default=10_000, ge=1, description="Most rows `/v1/sql` returns.")
+    sql_timeout: Duration = Field(
+        default=timedelta(seconds=10), description="Statement timeout of `/v1/sql`."
+    )
+    cache_freshness: Duration = Field(
+        default=timedelta(minutes=10),
+        description="Results newer than this are always recomputed; older ones are cached.",
+    )
+    cache_ttl: Duration = Field(
+        default=timedelta(hours=25), description="How long a cached extent lives unused."
+    )
+
+
 class ServicesSettings(BaseModel):
     """The project-local PostgreSQL and Redis that `vigil services up` runs."""
 
@@ -117,6 +146,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     bus: BusSettings = BusSettings()
     ingest: IngestSettings = IngestSettings()
+    query: QuerySettings = QuerySettings()
     services: ServicesSettings = ServicesSettings()
 
     @field_validator("database_url")

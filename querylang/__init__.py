@@ -1,0 +1,1 @@
+"""The query language: a PromQL subset parsed, planned, compiled to SQL and evaluated."""
