@@ -1,0 +1,349 @@
+"""Vigil's PromQL answers equal real Prometheus's, query by query, over the same data.
+
+The data (comparison_data.py) is remote-written into Prometheus 2.42 and written into
+Vigil's store through its sample writer (the HTTP ingest path refuses samples this
+old); each line of comparison_queries.txt is then asked of both HTTP APIs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import pytest
+
+from storage import tenants
+from storage.database import connect
+from storage.samples import SampleWriter
+from storage.series import SeriesCatalog
+from tests.live_servers import api_server, client
+from tests.querylang.comparison_data import STALE_NAN_BITS, T0_MS, dataset, vigil_batch
+from tests.querylang.prometheus_reference import PrometheusReference, running_prometheus
+from vigil.settings import Settings
+
+QUERIES_FILE = Path(__file__).with_name("comparison_queries.txt")
+FLAGS = frozenset({"error", "empty", "ordered"})
+RELATIVE_TOLERANCE = 1e-9
+ABSOLUTE_TOLERANCE = 1e-12
+
+_DURATION = re.compile(r"(?P<sign>-?)(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?")
+_SECONDS = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One line of the query file: a query and when it is evaluated."""
+
+    kind: Literal["instant", "range"]
+    query: str
+    start_ms: int
+    end_ms: int
+    step_ms: int
+    flags: frozenset[str]
+    line: int
+    xfail: str | None = None
+
+    @property
+    def id(self) -> str:
+        """The test id: the query, then when it is evaluated."""
+        if self.kind == "instant":
+            return f"{self.query} @instant {seconds(self.start_ms - T0_MS)}"
+        span = f"{seconds(self.start_ms - T0_MS)}..{seconds(self.end_ms - T0_MS)}"
+        return f"{self.query} @range {span} step {seconds(self.step_ms)}"
+
+    def request(self) -> tuple[str, dict[str, str]]:
+        """The API path and parameters that ask this query."""
+        if self.kind == "instant":
+            return "/api/v1/query", {"query": self.query, "time": seconds(self.start_ms)}
+        return "/api/v1/query_range", {
+            "query": self.query,
+            "start": seconds(self.start_ms),
+            "end": seconds(self.end_ms),
+            "step": seconds(self.step_ms),
+        }
+
+
+def seconds(ms: int) -> str:
+    """Milliseconds as decimal seconds without trailing zeros: 1700000015500 → 1700000015.5."""
+    return format(Decimal(ms).scaleb(-3).normalize(), "f")
+
+
+def offset_ms(text: str) -> int:
+    """A time offset or step: `1h30m`, `45m7.5s`, `-10m`, `0` or plain seconds `2700.25`."""
+    if _SECONDS.fullmatch(text):
+        return round(Decimal(text) * 1000)
+    found = _DURATION.fullmatch(text)
+    if found is None or not any(found.group(unit) for unit in "hms"):
+        raise ValueError(f"not a duration: {text!r}")
+    ms = (
+        Decimal(found.group("h") or 0) * 3_600_000
+        + Decimal(found.group("m") or 0) * 60_000
+        + Decimal(found.group("s") or 0) * 1000
+    )
+    return round(-ms if found.group("sign") else ms)
+
+
+def read_cases(path: Path = QUERIES_FILE) -> list[Case]:
+    """Every query of the file, with the xfail reason a preceding `!xfail` line gives."""
+    cases: list[Case] = []
+    xfail: str | None = None
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("!xfail"):
+            xfail = line.removeprefix("!xfail").strip() or None
+            if xfail is None:
+                raise ValueError(f"{path.name}:{number}: !xfail needs a reason")
+            continue
+        head, _, rest = line.partition(" ")
+        kind, *flags = head.split("+")
+        if kind not in ("instant", "range") or not FLAGS.issuperset(flags):
+            raise ValueError(f"{path.name}:{number}: expected instant|range[+flags], got {head}")
+        try:
+            if kind == "instant":
+                at, query = rest.strip().split(None, 1)
+                start = end = T0_MS + offset_ms(at)
+                step = 0
+            else:
+                first, last, every, query = rest.strip().split(None, 3)
+                start, end = T0_MS + offset_ms(first), T0_MS + offset_ms(last)
+                step = offset_ms(every)
+        except ValueError as exc:
+            raise ValueError(f"{path.name}:{number}: {exc}: {line}") from exc
+        cases.append(
+            Case(
+                "instant" if kind == "instant" else "range",
+                query.strip(),
+                start,
+                end,
+                step,
+                frozenset(flags),
+                number,
+                xfail,
+            )
+        )
+        xfail = None
+    return cases
+
+
+CASES = read_cases()
+
+Labels = frozenset[tuple[str, str]]
+
+
+@dataclass
+class Answer:
+    """An API answer reduced to what the comparison looks at."""
+
+    error_type: str | None = None
+    error: str = ""
+    result_type: str = ""
+    # Each label set's points as (Unix ms, value); scalars and strings have one empty set.
+    series: dict[Labels, list[tuple[int, float | str]]] = field(default_factory=dict)
+    # Result order: each entry's label set, as returned.
+    order: list[Labels] = field(default_factory=list)
+    duplicates: list[Labels] = field(default_factory=list)
+
+    def describe(self, limit: int = 6) -> str:
+        """A short human summary, for failure messages."""
+        if self.error_type is not None:
+            return f"error {self.error_type}: {self.error}"
+        lines = [f"{self.result_type} with {len(self.series)} series"]
+        for labels in self.order[:limit]:
+            points = self.series[labels]
+            shown = ", ".join(f"{seconds(t)}={v}" for t, v in points[:4])
+            more = f", … ({len(points)} points)" if len(points) > 4 else ""
+            lines.append(f"  {show(labels)}: {shown}{more}")
+        if len(self.order) > limit:
+            lines.append(f"  … {len(self.order) - limit} more")
+        return "\n".join(lines)
+
+
+def show(labels: Labels) -> str:
+    """A label set as PromQL writes it."""
+    name = dict(labels).get("__name__", "")
+    rest = ", ".join(f'{k}="{v}"' for k, v in sorted(labels) if k != "__name__")
+    return f"{name}{{{rest}}}"
+
+
+def parse_answer(response: httpx.Response) -> Answer:
+    """The Prometheus-format envelope of a response, or an error naming what came instead."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return Answer("not-json", f"HTTP {response.status_code}: {response.text[:200]!r}")
+    if not isinstance(body, dict) or body.get("status") not in ("success", "error"):
+        return Answer("not-an-envelope", f"HTTP {response.status_code}: {str(body)[:200]}")
+    if body["status"] == "error":
+        return Answer(str(body.get("errorType")), str(body.get("error")))
+    data = body["data"]
+    answer = Answer(result_type=data["resultType"])
+    if answer.result_type in ("scalar", "string"):
+        t, value = data["result"]
+        answer.series[frozenset()] = [(round(float(t) * 1000), value)]
+        answer.order.append(frozenset())
+        return answer
+    for entry in data["result"]:
+        labels: Labels = frozenset(entry["metric"].items())
+        points = entry["values"] if "values" in entry else [entry["value"]]
+        if labels in answer.series:
+            answer.duplicates.append(labels)
+        answer.series[labels] = [(round(float(t) * 1000), float(v)) for t, v in points]
+        answer.order.append(labels)
+    return answer
+
+
+def same_value(a: float | str, b: float | str) -> bool:
+    """Equal within 1e-9 relative (1e-12 absolute near zero); NaN equals NaN; ±Inf exactly."""
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    if math.isinf(a) or math.isinf(b):
+        return a == b
+    return abs(a - b) <= max(ABSOLUTE_TOLERANCE, RELATIVE_TOLERANCE * max(abs(a), abs(b)))
+
+
+def differences(expected: Answer, actual: Answer, ordered: bool) -> list[str]:
+    """How Vigil's answer differs from Prometheus's; empty when they agree."""
+    if expected.error_type is not None or actual.error_type is not None:
+        if expected.error_type == actual.error_type:
+            return []
+        return ["one answered an error and the other did not, or the errorTypes differ"]
+    problems = []
+    if actual.duplicates:
+        problems.append(f"label sets returned twice: {[show(ls) for ls in actual.duplicates]}")
+    if expected.result_type != actual.result_type:
+        problems.append(f"resultType {actual.result_type!r}, expected {expected.result_type!r}")
+    missing = [ls for ls in expected.order if ls not in actual.series]
+    extra = [ls for ls in actual.order if ls not in expected.series]
+    if missing:
+        problems.append(f"missing series: {', '.join(show(ls) for ls in missing[:5])}")
+    if extra:
+        problems.append(f"unexpected series: {', '.join(show(ls) for ls in extra[:5])}")
+    for labels in expected.order:
+        if labels not in actual.series:
+            continue
+        want, got = expected.series[labels], actual.series[labels]
+        if [t for t, _ in want] != [t for t, _ in got]:
+            only_want = sorted({t for t, _ in want} - {t for t, _ in got})[:5]
+            only_got = sorted({t for t, _ in got} - {t for t, _ in want})[:5]
+            problems.append(
+                f"{show(labels)}: timestamps differ (only Prometheus: "
+                f"{[seconds(t) for t in only_want]}, only Vigil: {[seconds(t) for t in only_got]})"
+            )
+            continue
+        wrong = [
+            (t, w, g) for (t, w), (_, g) in zip(want, got, strict=True) if not same_value(w, g)
+        ]
+        if wrong:
+            shown = ", ".join(f"at {seconds(t)} {g} ≠ {w}" for t, w, g in wrong[:4])
+            problems.append(f"{show(labels)}: {len(wrong)} values differ: {shown}")
+    if ordered and not problems:
+        want_values = [expected.series[ls][0][1] for ls in expected.order]
+        got_values = [actual.series[ls][0][1] for ls in actual.order]
+        if not all(same_value(w, g) for w, g in zip(want_values, got_values, strict=True)):
+            problems.append(f"order differs: values {got_values}, expected {want_values}")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def prometheus() -> Iterator[PrometheusReference]:
+    """Prometheus with the whole data set remote-written into it."""
+    with running_prometheus() as reference:
+        reference.push(dataset())
+        yield reference
+
+
+@pytest.fixture(scope="module")
+def vigil_tenant(database_url: str) -> tenants.IssuedKey:
+    """A tenant of its own holding the whole data set, written by Vigil's sample writer."""
+    with connect(database_url) as conn:
+        issued = tenants.create_tenant(conn, f"promql-comparison-{uuid.uuid4().hex[:12]}")
+        SampleWriter(SeriesCatalog()).write(conn, vigil_batch(issued.tenant.id, dataset()))
+    return issued
+
+
+@pytest.fixture(scope="module")
+def vigil(settings: Settings, vigil_tenant: tenants.IssuedKey) -> Iterator[httpx.Client]:
+    """A live Vigil API, and a client authenticated as the comparison's tenant."""
+    with api_server(settings) as base_url, client(base_url, vigil_tenant.key) as http:
+        yield http
+
+
+def test_the_query_file_is_broad() -> None:
+    assert len(CASES) >= 150
+    assert len({case.id for case in CASES}) == len(CASES), "a query line is repeated"
+    text = QUERIES_FILE.read_text(encoding="utf-8")
+    for word in ("offset", "@ start()", "@ end()", "group_left", "group_right", "bool", "unless"):
+        assert word in text, word
+
+
+def test_prometheus_answers_as_the_file_expects(prometheus: PrometheusReference) -> None:
+    """Every query is accepted (or refused, or empty) by Prometheus as its flags say:
+    a typo in a metric name cannot turn a case into a vacuous empty == empty."""
+    wrong = []
+    for case in CASES:
+        answer = parse_answer(prometheus.get(*case.request()))
+        if "error" in case.flags:
+            if answer.error_type is None:
+                wrong.append(f"line {case.line}: expected an error: {case.query}")
+            continue
+        if answer.error_type is not None:
+            wrong.append(f"line {case.line}: {answer.describe()}: {case.query}")
+        elif ("empty" in case.flags) != (not answer.series):
+            wrong.append(f"line {case.line}: empty={not answer.series}: {case.query}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_both_stores_hold_the_stale_markers_bit_for_bit(
+    prometheus: PrometheusReference, vigil_tenant: tenants.IssuedKey, database_url: str
+) -> None:
+    markers = sum(1 for item in dataset() for v in item.values if _bits(v) == STALE_NAN_BITS)
+    with connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM vigil.samples r JOIN vigil.series s ON s.id = r.series_id "
+            "WHERE s.tenant_id = %s AND float8send(r.value) = %s",
+            (vigil_tenant.tenant.id, STALE_NAN_BITS.to_bytes(8, "big")),
+        ).fetchone()
+    assert row is not None and row[0] == markers > 0
+    # Prometheus has no API that returns raw stale markers; it shows them by staleness:
+    # b1's last sample before its marker (44m45s) would still be in the 5 m lookback.
+    answer = parse_answer(
+        prometheus.get("/api/v1/query", {"query": 'job_up{instance="b1"}', "time": "1700002740"})
+    )
+    assert answer.result_type == "vector" and not answer.series
+
+
+def _bits(value: float) -> int:
+    return int.from_bytes(struct.pack(">d", value), "big")
+
+
+def _param(case: Case) -> Any:
+    marks = [pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else []
+    return pytest.param(case, id=case.id, marks=marks)
+
+
+@pytest.mark.parametrize("case", [_param(case) for case in CASES])
+def test_vigil_answers_like_prometheus(
+    case: Case, prometheus: PrometheusReference, vigil: httpx.Client
+) -> None:
+    path, params = case.request()
+    expected = parse_answer(prometheus.get(path, params))
+    actual = parse_answer(vigil.get(path, params=params))
+    ordered = "ordered" in case.flags and case.kind == "instant"
+    problems = differences(expected, actual, ordered)
+    assert not problems, (
+        f"line {case.line}: {case.query}\n"
+        + "\n".join(f"- {problem}" for problem in problems)
+        + f"\nPrometheus: {expected.describe()}\nVigil: {actual.describe()}"
+    )
