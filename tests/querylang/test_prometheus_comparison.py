@@ -146,17 +146,20 @@ class Answer:
 
     error_type: str | None = None
     error: str = ""
+    status: int = 200
     result_type: str = ""
     # Each label set's points as (Unix ms, value); scalars and strings have one empty set.
     series: dict[Labels, list[tuple[int, float | str]]] = field(default_factory=dict)
     # Result order: each entry's label set, as returned.
     order: list[Labels] = field(default_factory=list)
     duplicates: list[Labels] = field(default_factory=list)
+    # Non-finite values spelled otherwise than Prometheus's "NaN", "+Inf", "-Inf".
+    misspelled: set[str] = field(default_factory=set)
 
     def describe(self, limit: int = 6) -> str:
         """A short human summary, for failure messages."""
         if self.error_type is not None:
-            return f"error {self.error_type}: {self.error}"
+            return f"HTTP {self.status} error {self.error_type}: {self.error}"
         lines = [f"{self.result_type} with {len(self.series)} series"]
         for labels in self.order[:limit]:
             points = self.series[labels]
@@ -180,16 +183,17 @@ def parse_answer(response: httpx.Response) -> Answer:
     try:
         body: Any = response.json()
     except ValueError:
-        return Answer("not-json", f"HTTP {response.status_code}: {response.text[:200]!r}")
+        return Answer("not-json", repr(response.text[:200]), response.status_code)
     if not isinstance(body, dict) or body.get("status") not in ("success", "error"):
-        return Answer("not-an-envelope", f"HTTP {response.status_code}: {str(body)[:200]}")
+        return Answer("not-an-envelope", str(body)[:200], response.status_code)
     if body["status"] == "error":
-        return Answer(str(body.get("errorType")), str(body.get("error")))
+        return Answer(str(body.get("errorType")), str(body.get("error")), response.status_code)
     data = body["data"]
     answer = Answer(result_type=data["resultType"])
     if answer.result_type in ("scalar", "string"):
         t, value = data["result"]
-        answer.series[frozenset()] = [(round(float(t) * 1000), value)]
+        parsed = number(value, answer) if answer.result_type == "scalar" else str(value)
+        answer.series[frozenset()] = [(round(float(t) * 1000), parsed)]
         answer.order.append(frozenset())
         return answer
     for entry in data["result"]:
@@ -197,9 +201,17 @@ def parse_answer(response: httpx.Response) -> Answer:
         points = entry["values"] if "values" in entry else [entry["value"]]
         if labels in answer.series:
             answer.duplicates.append(labels)
-        answer.series[labels] = [(round(float(t) * 1000), float(v)) for t, v in points]
+        answer.series[labels] = [(round(float(t) * 1000), number(v, answer)) for t, v in points]
         answer.order.append(labels)
     return answer
+
+
+def number(text: str, answer: Answer) -> float:
+    """A sample value from its JSON string, noting a non-Prometheus spelling of NaN or ±Inf."""
+    value = float(text)
+    if not math.isfinite(value) and text not in ("NaN", "+Inf", "-Inf"):
+        answer.misspelled.add(text)
+    return value
 
 
 def same_value(a: float | str, b: float | str) -> bool:
@@ -216,10 +228,12 @@ def same_value(a: float | str, b: float | str) -> bool:
 def differences(expected: Answer, actual: Answer, ordered: bool) -> list[str]:
     """How Vigil's answer differs from Prometheus's; empty when they agree."""
     if expected.error_type is not None or actual.error_type is not None:
-        if expected.error_type == actual.error_type:
+        if (expected.error_type, expected.status) == (actual.error_type, actual.status):
             return []
-        return ["one answered an error and the other did not, or the errorTypes differ"]
+        return ["one answered an error and the other did not, or errorType or status differ"]
     problems = []
+    if actual.misspelled:
+        problems.append(f"values spelled {sorted(actual.misspelled)}, not NaN, +Inf or -Inf")
     if actual.duplicates:
         problems.append(f"label sets returned twice: {[show(ls) for ls in actual.duplicates]}")
     if expected.result_type != actual.result_type:
@@ -278,6 +292,68 @@ def vigil(settings: Settings, vigil_tenant: tenants.IssuedKey) -> Iterator[httpx
     """A live Vigil API, and a client authenticated as the comparison's tenant."""
     with api_server(settings) as base_url, client(base_url, vigil_tenant.key) as http:
         yield http
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (1.0, 1.0 + 1e-10, True),
+        (1.0, 1.0 + 1e-8, False),
+        (1e15, 1e15 + 1e5, True),
+        (0.0, 1e-13, True),
+        (0.0, 1e-11, False),
+        (math.nan, math.nan, True),
+        (math.nan, 1.0, False),
+        (math.inf, math.inf, True),
+        (math.inf, -math.inf, False),
+        (math.inf, 1e308, False),
+    ],
+)
+def test_values_compare_within_tolerance(a: float, b: float, same: bool) -> None:
+    assert same_value(a, b) is same
+    assert same_value(b, a) is same
+
+
+def _vector(*entries: tuple[dict[str, str], str]) -> httpx.Response:
+    result = [{"metric": m, "value": [1700000000, v]} for m, v in entries]
+    body = {"status": "success", "data": {"resultType": "vector", "result": result}}
+    return httpx.Response(200, json=body)
+
+
+def _error(status: int, error_type: str) -> httpx.Response:
+    return httpx.Response(status, json={"status": "error", "errorType": error_type, "error": "x"})
+
+
+@pytest.mark.parametrize(
+    ("prometheus_says", "vigil_says", "ordered", "agree"),
+    [
+        (_vector(({"a": "1"}, "NaN")), _vector(({"a": "1"}, "NaN")), False, True),
+        (_vector(({"a": "1"}, "+Inf")), _vector(({"a": "1"}, "inf")), False, False),
+        (_vector(({"a": "1"}, "1")), _vector(({"a": "2"}, "1")), False, False),
+        (_vector(({"a": "1"}, "1")), _vector(({"a": "1"}, "1"), ({"a": "1"}, "1")), False, False),
+        (
+            _vector(({"a": "1"}, "1"), ({"a": "2"}, "2")),
+            _vector(({"a": "2"}, "2"), ({"a": "1"}, "1")),
+            False,
+            True,
+        ),
+        (
+            _vector(({"a": "1"}, "1"), ({"a": "2"}, "2")),
+            _vector(({"a": "2"}, "2"), ({"a": "1"}, "1")),
+            True,
+            False,
+        ),
+        (_error(422, "execution"), _error(422, "execution"), False, True),
+        (_error(422, "execution"), _error(400, "bad_data"), False, False),
+        (_error(400, "bad_data"), _vector(), False, False),
+        (_vector(), httpx.Response(404, json={"detail": "Not Found"}), False, False),
+    ],
+)
+def test_answers_compare_as_prometheus_defines_them(
+    prometheus_says: httpx.Response, vigil_says: httpx.Response, ordered: bool, agree: bool
+) -> None:
+    problems = differences(parse_answer(prometheus_says), parse_answer(vigil_says), ordered)
+    assert (not problems) is agree, problems
 
 
 def test_the_query_file_is_broad() -> None:
