@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 # Tests use their own database on the local cluster, never the demo's.
 TEST_DATABASE_URL ?= postgresql://vigil@127.0.0.1:55432/vigil_test
 
-.PHONY: install demo test lint bench bench-ingest services-down proto
+.PHONY: install demo test lint bench bench-ingest bench-query services-down proto
 
 install:
 	@ops/install
@@ -30,6 +30,11 @@ bench: install
 bench-ingest: install
 	$(BIN)/vigil services up
 	$(BIN)/python bench/ingest.py --api-workers 2
+
+# Loads its data set once (tens of minutes at full size) and reuses it on later runs.
+bench-query: install
+	$(BIN)/vigil services up
+	$(BIN)/python bench/query.py
 
 services-down:
 	$(BIN)/vigil services down
