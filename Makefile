@@ -31,7 +31,7 @@ bench-ingest: install
 	$(BIN)/vigil services up
 	$(BIN)/python bench/ingest.py --api-workers 2
 
-# Loads its data set once (tens of minutes at full size) and reuses it on later runs.
+# Loads its data set once (about 10 minutes at full size here) and reuses it on later runs.
 bench-query: install
 	$(BIN)/vigil services up
 	$(BIN)/python bench/query.py

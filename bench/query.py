@@ -591,7 +591,9 @@ QUERIES = (
 COLD_TARGET_MS = 500
 CACHED_TARGET_MS = 50
 INTERFERENCE_TARGET = 0.10
+# As tests/querylang/test_prometheus_comparison.py compares answers.
 RELATIVE_TOLERANCE = 1e-9
+ABSOLUTE_TOLERANCE = 1e-12
 
 
 @dataclass(frozen=True)
@@ -715,7 +717,8 @@ class Agreement:
 
 
 def agreement(vigil: dict[str, Any], prometheus: dict[str, Any]) -> Agreement:
-    """Same label sets, same step times, values within RELATIVE_TOLERANCE (NaN equals NaN).
+    """Same label sets, same step times, values within 1e-9 relative (1e-12 absolute near
+    zero; NaN equals NaN).
 
     A point present on one side only counts as differing; so does every point of a
     series the other side lacks.
@@ -732,7 +735,7 @@ def agreement(vigil: dict[str, Any], prometheus: dict[str, Any]) -> Agreement:
                 or b is None
                 or not (
                     (math.isnan(a) and math.isnan(b))
-                    or math.isclose(a, b, rel_tol=RELATIVE_TOLERANCE, abs_tol=0.0)
+                    or math.isclose(a, b, rel_tol=RELATIVE_TOLERANCE, abs_tol=ABSOLUTE_TOLERANCE)
                 )
             ):
                 differing += 1
