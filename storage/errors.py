@@ -43,3 +43,7 @@ class InvalidTenant(StorageError):
 
 class ApiKeyNotFound(StorageError):
     """No API key with that id."""
+
+
+class StatementTimeout(StorageError):
+    """A statement ran past its time limit and PostgreSQL cancelled it."""

@@ -1,0 +1,1 @@
+"""The evaluator: PromQL semantics over step-aligned numpy arrays."""

@@ -1,0 +1,106 @@
+"""The read path as the API and the CLI use it: engine, connections and cache."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from querylang import ast
+from querylang.compiler import compile_series
+from querylang.engine import Explanation, QueryEngine
+from querylang.errors import BadRequest, QueryLimitExceeded
+from querylang.parser import parse
+from querylang.result import Labels, QueryResult
+from querylang.results_cache import ResultsCache
+from storage.database import Pool
+from storage.selections import fetch_catalog
+
+
+class QueryService:
+    """PromQL range/instant queries (range queries through the results cache) and
+    the series metadata Prometheus's API serves, for one tenant at a time."""
+
+    def __init__(self, pool: Pool, engine: QueryEngine, cache: ResultsCache | None) -> None:
+        self._pool = pool
+        self.engine = engine
+        self._cache = cache
+
+    def range_query(
+        self,
+        tenant_id: str,
+        query: str,
+        start_us: int,
+        end_us: int,
+        step_us: int,
+        now_us: int,
+        use_cache: bool = True,
+        explanation: Explanation | None = None,
+    ) -> QueryResult:
+        """A range query; its settled past comes from the cache when allowed."""
+        expr = parse(query)
+
+        def compute(first_us: int, last_us: int) -> QueryResult:
+            with self._pool.connection() as conn:
+                return self.engine.range_query(
+                    conn, tenant_id, expr, first_us, last_us, step_us, explanation
+                )
+
+        if self._cache is None or not use_cache or explanation is not None:
+            return compute(start_us, end_us)
+        return self._cache.range_query(
+            tenant_id,
+            expr,
+            start_us,
+            end_us,
+            step_us,
+            now_us,
+            compute,
+            lookback_us=self.engine.limits.lookback_us,
+        )
+
+    def instant_query(
+        self, tenant_id: str, query: str, time_us: int, explanation: Explanation | None = None
+    ) -> QueryResult:
+        with self._pool.connection() as conn:
+            return self.engine.instant_query(conn, tenant_id, query, time_us, explanation)
+
+    def series(
+        self, tenant_id: str, selectors: Sequence[str], start_us: int, end_us: int
+    ) -> list[Labels]:
+        """Label sets of the series any selector matches, seen in [start, end]."""
+        if not selectors:
+            raise BadRequest("no match[] parameter provided")
+        return sorted(self._catalog(tenant_id, selectors, start_us, end_us))
+
+    def label_names(
+        self, tenant_id: str, selectors: Sequence[str], start_us: int, end_us: int
+    ) -> list[str]:
+        found = self._catalog(tenant_id, selectors or ['{__name__=~".+"}'], start_us, end_us)
+        return sorted({name for labels in found for name, _ in labels})
+
+    def label_values(
+        self, tenant_id: str, name: str, selectors: Sequence[str], start_us: int, end_us: int
+    ) -> list[str]:
+        found = self._catalog(tenant_id, selectors or ['{__name__=~".+"}'], start_us, end_us)
+        return sorted({value for labels in found for key, value in labels if key == name})
+
+    def _catalog(
+        self, tenant_id: str, selectors: Sequence[str], start_us: int, end_us: int
+    ) -> set[Labels]:
+        limits = self.engine.limits
+        found: set[Labels] = set()
+        with self._pool.connection() as conn:
+            for text in selectors:
+                expr = parse(text)
+                if not isinstance(expr, ast.VectorSelector):
+                    raise BadRequest(f"match[] must be a series selector, got {text!r}")
+                statement = compile_series(
+                    tenant_id, expr.matchers, start_us, end_us, limits.max_series + 1
+                )
+                rows = fetch_catalog(conn, statement.sql, statement.params, limits.timeout)
+                if len(rows) > limits.max_series:
+                    raise QueryLimitExceeded(
+                        f"match[] {text!r} selects more than {limits.max_series} series"
+                    )
+                for metric, labels in rows:
+                    found.add(tuple(sorted([("__name__", metric), *labels.items()])))
+        return found

@@ -1,0 +1,70 @@
+"""Running the query compiler's selection statements and unpacking their points."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+from psycopg import sql
+
+from storage.errors import StatementTimeout, StorageError, first_line
+
+
+@dataclass(frozen=True)
+class SelectedSeries:
+    """One series of a selection: its metric, labels and points in time order."""
+
+    metric: str
+    labels: Mapping[str, str]
+    times_us: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+
+
+def fetch_selection(
+    conn: psycopg.Connection, statement: str, params: Mapping[str, Any], timeout: timedelta
+) -> list[SelectedSeries]:
+    """Run a compiled selection in a read-only transaction bounded by `timeout`.
+
+    Times and values arrive as packed big-endian binary strings (see
+    querylang/compiler.py), so unpacking is two `frombuffer` calls per series
+    and NaN payloads (stale markers) survive bit for bit."""
+    return [
+        SelectedSeries(
+            metric=metric,
+            labels=labels,
+            times_us=np.frombuffer(times, dtype=">i8").astype(np.int64),
+            values=np.frombuffer(values, dtype=">f8").astype(np.float64),
+        )
+        for metric, labels, times, values in _read(conn, statement, params, timeout)
+    ]
+
+
+def fetch_catalog(
+    conn: psycopg.Connection, statement: str, params: Mapping[str, Any], timeout: timedelta
+) -> list[tuple[str, Mapping[str, str]]]:
+    """Run a compiled series-catalog statement: (metric, labels) of each match."""
+    return [(metric, labels) for metric, labels in _read(conn, statement, params, timeout)]
+
+
+def _read(
+    conn: psycopg.Connection, statement: str, params: Mapping[str, Any], timeout: timedelta
+) -> list[tuple[Any, ...]]:
+    """All rows of one statement, run read-only under a statement timeout."""
+    milliseconds = max(1, int(timeout.total_seconds() * 1000))
+    try:
+        with conn.transaction(), conn.cursor() as cursor:
+            cursor.execute("SET TRANSACTION READ ONLY")
+            cursor.execute(
+                sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{milliseconds}ms"))
+            )
+            cursor.execute(statement, params)
+            return cursor.fetchall()
+    except psycopg.errors.QueryCanceled as exc:
+        raise StatementTimeout(f"query cancelled after {timeout.total_seconds():g} s") from exc
+    except (psycopg.DataError, psycopg.ProgrammingError) as exc:
+        raise StorageError(f"selection refused: {first_line(exc)}") from exc
