@@ -22,7 +22,6 @@ Two shapes:
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +30,7 @@ import sqlglot
 from sqlglot import exp
 
 from querylang import ast
+from querylang.regex import anchored_for_postgres
 from storage.series import LAST_SEEN_RESOLUTION_US
 
 _INSTANT = """
@@ -157,6 +157,54 @@ def compile_series(
     return Statement(tree.sql(dialect="postgres"), params)
 
 
+def compile_label_names(
+    tenant_id: str, matchers: tuple[ast.Matcher, ...], start_us: int, end_us: int
+) -> Statement:
+    """Distinct label names (besides `__name__`) of the matching series seen in [start, end]."""
+    return _catalog_statement(
+        "SELECT DISTINCT jsonb_object_keys(labels) FROM vigil.series "
+        "WHERE tenant_id = %(tenant)s AND first_seen <= %(high)s AND last_seen >= %(low)s",
+        tenant_id,
+        matchers,
+        start_us,
+        end_us,
+    )
+
+
+def compile_label_values(
+    tenant_id: str, name: str, matchers: tuple[ast.Matcher, ...], start_us: int, end_us: int
+) -> Statement:
+    """Distinct values of one label among the matching series seen in [start, end]."""
+    if name == "__name__":
+        text = (
+            "SELECT DISTINCT metric FROM vigil.series WHERE tenant_id = %(tenant)s "
+            "AND first_seen <= %(high)s AND last_seen >= %(low)s"
+        )
+    else:
+        text = (
+            "SELECT DISTINCT labels ->> %(label)s FROM vigil.series WHERE tenant_id = %(tenant)s "
+            "AND first_seen <= %(high)s AND last_seen >= %(low)s "
+            "AND labels ->> %(label)s IS NOT NULL"
+        )
+    statement = _catalog_statement(text, tenant_id, matchers, start_us, end_us)
+    statement.params["label"] = name
+    return statement
+
+
+def _catalog_statement(
+    text: str, tenant_id: str, matchers: tuple[ast.Matcher, ...], start_us: int, end_us: int
+) -> Statement:
+    tree = _template(text).copy()
+    params: dict[str, Any] = {
+        "tenant": tenant_id,
+        # last_seen trails the newest sample by up to its update resolution.
+        "low": _timestamp(start_us - LAST_SEEN_RESOLUTION_US),
+        "high": _timestamp(end_us),
+    }
+    tree.set("where", exp.Where(this=_and(tree.args["where"].this, matchers, params)))
+    return Statement(tree.sql(dialect="postgres"), params)
+
+
 def _statement(
     template: str, matchers: tuple[ast.Matcher, ...], params: dict[str, Any]
 ) -> Statement:
@@ -193,25 +241,13 @@ def _matcher_condition(matcher: ast.Matcher, key: str, params: dict[str, Any]) -
         else:
             subject = exp.Coalesce(this=label, expressions=[exp.Literal.string("")])
     if matcher.op in (ast.MatchOp.RE, ast.MatchOp.NRE):
-        params[f"{key}v"] = anchored_regex(matcher.value)
+        params[f"{key}v"] = anchored_for_postgres(matcher.value)
         match = exp.RegexpLike(this=subject, expression=value_param)
         return match if matcher.op is ast.MatchOp.RE else exp.Not(this=match)
     params[f"{key}v"] = matcher.value
     if matcher.op is ast.MatchOp.EQ:
         return exp.EQ(this=subject, expression=value_param)
     return exp.NEQ(this=subject, expression=value_param)
-
-
-_LEADING_FLAGS = re.compile(r"^\(\?([a-zA-Z]+)\)")
-
-
-def anchored_regex(pattern: str) -> str:
-    """A PromQL (RE2) regex as a fully anchored PostgreSQL ARE. Leading inline flags
-    such as `(?i)` must open an ARE, so they move in front of the anchors."""
-    flags = _LEADING_FLAGS.match(pattern)
-    if flags:
-        return f"(?{flags.group(1)})^(?:{pattern[flags.end() :]})$"
-    return f"^(?:{pattern})$"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

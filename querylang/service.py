@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from querylang import ast
-from querylang.compiler import compile_series
+from querylang.compiler import (
+    Statement,
+    compile_label_names,
+    compile_label_values,
+    compile_series,
+)
 from querylang.engine import Explanation, QueryEngine
 from querylang.errors import BadRequest, QueryLimitExceeded
 from querylang.parser import parse
 from querylang.result import Labels, QueryResult
 from querylang.results_cache import ResultsCache
 from storage.database import Pool
-from storage.selections import fetch_catalog
+from storage.selections import fetch_catalog, fetch_rows
 
 
 class QueryService:
@@ -74,14 +80,30 @@ class QueryService:
     def label_names(
         self, tenant_id: str, selectors: Sequence[str], start_us: int, end_us: int
     ) -> list[str]:
-        found = self._catalog(tenant_id, selectors or ['{__name__=~".+"}'], start_us, end_us)
-        return sorted({name for labels in found for name, _ in labels})
+        """Label names of the tenant's series (those any selector matches, if given)."""
+        names = {"__name__"}
+        for matchers in self._matchers(selectors):
+            statement = compile_label_names(tenant_id, matchers, start_us, end_us)
+            names.update(row[0] for row in self._read(statement))
+        return sorted(names)
 
     def label_values(
         self, tenant_id: str, name: str, selectors: Sequence[str], start_us: int, end_us: int
     ) -> list[str]:
-        found = self._catalog(tenant_id, selectors or ['{__name__=~".+"}'], start_us, end_us)
-        return sorted({value for labels in found for key, value in labels if key == name})
+        """Values of one label across the tenant's series (or those selected)."""
+        values: set[str] = set()
+        for matchers in self._matchers(selectors):
+            statement = compile_label_values(tenant_id, name, matchers, start_us, end_us)
+            values.update(row[0] for row in self._read(statement))
+        return sorted(values)
+
+    def _matchers(self, selectors: Sequence[str]) -> list[tuple[ast.Matcher, ...]]:
+        """Each match[] selector's matchers; no selector means every series."""
+        return [_selector(text).matchers for text in selectors] or [()]
+
+    def _read(self, statement: Statement) -> list[tuple[Any, ...]]:
+        with self._pool.connection() as conn:
+            return fetch_rows(conn, statement.sql, statement.params, self.engine.limits.timeout)
 
     def _catalog(
         self, tenant_id: str, selectors: Sequence[str], start_us: int, end_us: int
@@ -90,11 +112,8 @@ class QueryService:
         found: set[Labels] = set()
         with self._pool.connection() as conn:
             for text in selectors:
-                expr = parse(text)
-                if not isinstance(expr, ast.VectorSelector):
-                    raise BadRequest(f"match[] must be a series selector, got {text!r}")
                 statement = compile_series(
-                    tenant_id, expr.matchers, start_us, end_us, limits.max_series + 1
+                    tenant_id, _selector(text).matchers, start_us, end_us, limits.max_series + 1
                 )
                 rows = fetch_catalog(conn, statement.sql, statement.params, limits.timeout)
                 if len(rows) > limits.max_series:
@@ -104,3 +123,10 @@ class QueryService:
                 for metric, labels in rows:
                     found.add(tuple(sorted([("__name__", metric), *labels.items()])))
         return found
+
+
+def _selector(text: str) -> ast.VectorSelector:
+    expr = parse(text)
+    if not isinstance(expr, ast.VectorSelector):
+        raise BadRequest(f"match[] must be a series selector, got {text!r}")
+    return expr

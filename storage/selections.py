@@ -40,7 +40,7 @@ def fetch_selection(
             times_us=np.frombuffer(times, dtype=">i8").astype(np.int64),
             values=np.frombuffer(values, dtype=">f8").astype(np.float64),
         )
-        for metric, labels, times, values in _read(conn, statement, params, timeout)
+        for metric, labels, times, values in fetch_rows(conn, statement, params, timeout)
     ]
 
 
@@ -48,13 +48,13 @@ def fetch_catalog(
     conn: psycopg.Connection, statement: str, params: Mapping[str, Any], timeout: timedelta
 ) -> list[tuple[str, Mapping[str, str]]]:
     """Run a compiled series-catalog statement: (metric, labels) of each match."""
-    return [(metric, labels) for metric, labels in _read(conn, statement, params, timeout)]
+    return [(metric, labels) for metric, labels in fetch_rows(conn, statement, params, timeout)]
 
 
-def _read(
+def fetch_rows(
     conn: psycopg.Connection, statement: str, params: Mapping[str, Any], timeout: timedelta
 ) -> list[tuple[Any, ...]]:
-    """All rows of one statement, run read-only under a statement timeout."""
+    """All rows of one compiled statement, run read-only under a statement timeout."""
     milliseconds = max(1, int(timeout.total_seconds() * 1000))
     try:
         with conn.transaction(), conn.cursor() as cursor:

@@ -28,6 +28,7 @@ from querylang.evaluator.values import (
     with_label,
 )
 from querylang.labels import is_valid_label_name
+from querylang.regex import anchored
 
 Evaluate = Callable[[ast.Expr, Context], Value]
 Implementation = Callable[[ast.Call, Context, Evaluate], Value]
@@ -221,7 +222,7 @@ def _label_replace(call: ast.Call, ctx: Context, evaluate: Evaluate) -> Value:
         _string(arg, ctx, evaluate) for arg in call.args[1:]
     )
     try:
-        regex = re.compile(f"^(?:{pattern})$", re.DOTALL)
+        regex = anchored(pattern)
     except re.error as exc:
         raise EvaluationError(f"invalid regular expression in label_replace(): {pattern}") from exc
     if not is_valid_label_name(destination):

@@ -218,13 +218,13 @@ def _extrapolated_rate(matrix: RangeVector, counter: bool, per_second: bool) -> 
     if counter:
         corrections = w.pairwise(lambda prev, cur: np.where(cur < prev, prev, 0.0))
         result = result + w.reduce(np.add, corrections, present, shift=1)
+    # Differences of integer µs before dividing: epoch seconds as floats would lose
+    # ~1e-7 s, a 1e-8 relative error on a 30 s window.
     ends = np.broadcast_to(w.ends, n.shape)
-    first_t = w.times[first] / 1e6
-    last_t = w.times[last] / 1e6
     range_s = w.range_us / 1e6
-    to_start = first_t - (ends / 1e6 - range_s)
-    to_end = ends / 1e6 - last_t
-    sampled = last_t - first_t
+    to_start = (w.times[first] - (ends - w.range_us)) / 1e6
+    to_end = (ends - w.times[last]) / 1e6
+    sampled = (w.times[last] - w.times[first]) / 1e6
     with np.errstate(divide="ignore", invalid="ignore"):
         average = sampled / np.maximum(n - 1, 1)
         if counter:
