@@ -23,6 +23,7 @@ from querylang import ast
 from querylang.ast import COMPARISON_OPS, SET_OPS, MatchOp, ValueType
 from querylang.errors import ParseError
 from querylang.functions import FUNCTIONS
+from querylang.regex import anchored
 
 
 def parse(query: str) -> ast.Expr:
@@ -459,7 +460,7 @@ def _vector_matching(op: ast.BinaryOp, matching: _Matching | None) -> ast.Vector
 
 def _anchored(regex: str) -> re.Pattern[str]:
     """A matcher's regex as Prometheus runs it: fully anchored."""
-    return re.compile(f"^(?:{regex})$")
+    return anchored(regex)
 
 
 def _matches_empty(matcher: ast.Matcher) -> bool:
