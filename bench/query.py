@@ -29,6 +29,7 @@ Usage: python bench/query.py [--hosts 100] [--metrics 100] [--hours 24] [--repea
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import importlib.util
 import json
@@ -456,15 +457,18 @@ def write_openmetrics(dataset: DataSet, path: Path) -> int:
 
 
 def load_prometheus(dataset: DataSet, data_dir: Path, work_dir: Path) -> dict[str, Any]:
-    """Prometheus blocks of the data set in data_dir, unless a marker says they are there."""
+    """Prometheus blocks of the data set in data_dir, unless its marker says they are there.
+
+    Each data set has its own folder, so a small run never costs the full one its blocks.
+    """
     marker = data_dir / "bench-dataset.json"
     digest = dataset.digest()
-    if marker.exists() and json.loads(marker.read_text()).get("digest") == digest:
+    if marker.exists():
         print(f"prometheus: data set {digest} already backfilled", flush=True)
         return {"skipped": True}
-    shutil.rmtree(data_dir, ignore_errors=True)
+    shutil.rmtree(data_dir, ignore_errors=True)  # an interrupted backfill's blocks
     data_dir.mkdir(parents=True)
-    text = work_dir / "dataset.om"
+    text = work_dir / f"{digest}.om"
     try:
         began = time.perf_counter()
         size = write_openmetrics(dataset, text)
@@ -960,11 +964,31 @@ def check_prometheus(prometheus: Engine, dataset: DataSet) -> None:
 # ---------------------------------------------------------------------------------------
 
 
+@contextmanager
+def exclusive(lock: Path) -> Iterator[None]:
+    """Hold `lock` for the block, or exit if another run holds it.
+
+    Two runs at once would share a data set's files and `vigil_bench`, rebuild what the
+    other is reading, and each time the other's load.
+    """
+    with lock.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            sys.exit(f"bench/query.py: {handle.read().strip()} holds {lock}; wait for it to end")
+        handle.truncate(0)
+        handle.write(f"run {os.getpid()} since {datetime.now(UTC):%H:%M:%S}Z")
+        handle.flush()
+        yield
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """--help with the module docstring as written and every default shown."""
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
+    """The command line, checked."""
     parser = argparse.ArgumentParser(
         description=__doc__.split("\nUsage:")[0],
         formatter_class=HelpFormatter,
@@ -1008,12 +1032,13 @@ def main() -> None:
         parser.error(f"--metrics must be at least {MIN_METRICS}")
     if min(args.hosts, args.hours, args.repeat) < 1:
         parser.error("--hosts, --hours and --repeat must be positive")
+    return args
 
-    settings = Settings()
+
+def run(args: argparse.Namespace, settings: Settings, work_dir: Path) -> None:
+    """Load (or reuse) the data set, time the queries, measure ingestion, print it all."""
     for service in local_services(settings):
         service.up()
-    work_dir = settings.data_dir / "bench" / "query"
-    work_dir.mkdir(parents=True, exist_ok=True)
     prometheus_data = settings.data_dir / "bench" / "prometheus-data"
     dataset = DataSet(hosts=args.hosts, metrics=args.metrics, hours=args.hours, seed=args.seed)
     print(
@@ -1026,12 +1051,12 @@ def main() -> None:
         shutil.rmtree(prometheus_data, ignore_errors=True)
     url = bench_database(settings, args.reload)
     data, vigil_load = load_vigil(dataset, url, work_dir / "api-keys.json")
-    prometheus_load = load_prometheus(dataset, prometheus_data, work_dir)
+    prometheus_load = load_prometheus(dataset, prometheus_data / dataset.digest(), work_dir)
 
     prometheus_port, vigil_port = free_port(), free_port()
     with (
         running(
-            prometheus_command(prometheus_data, work_dir, prometheus_port),
+            prometheus_command(prometheus_data / dataset.digest(), work_dir, prometheus_port),
             {},
             f"http://127.0.0.1:{prometheus_port}/-/ready",
             work_dir / "prometheus.log",
@@ -1083,6 +1108,15 @@ def main() -> None:
             }
         )
     )
+
+
+def main() -> None:
+    args = arguments()
+    settings = Settings()
+    work_dir = settings.data_dir / "bench" / "query"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with exclusive(work_dir / "lock"):
+        run(args, settings, work_dir)
 
 
 if __name__ == "__main__":
