@@ -5,10 +5,12 @@ a ten-bucket latency histogram and filler gauges and counters), `--hours` at 10 
 ending at a fixed time (2026-01-01T00:00Z), generated deterministically. It is loaded
 once into Vigil through the storage layer (database `vigil_bench_query`, one tenant per
 data set; bench/write_path.py and bench/ingest.py recreate `vigil_bench`, so the data
-lives elsewhere) and once into Debian's Prometheus with `promtool tsdb
-create-blocks-from openmetrics` (var/bench/prometheus-data). Both loads are kept and
-reused while the data set's parameters are unchanged (an interrupted Vigil load
-resumes where it stopped); `--reload` drops the database and the blocks and loads again.
+lives elsewhere) and once into Debian's Prometheus with `promtool tsdb create-blocks-from
+openmetrics` (var/bench/prometheus-data/DIGEST). Both loads are kept and reused while
+the data set's parameters are unchanged (an interrupted Vigil load resumes where it
+stopped); `--reload` drops the database and the blocks and loads again. At full size
+the first run loads for about 10 minutes on the 2-core dev machine (Vigil ~3, promtool
+~7); later runs go straight to the queries.
 
 Each query runs over the data's last hour at step 15 s and over the whole span at
 step 60 s, `--repeat` times per mode after one unmeasured request (so both engines
