@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,6 +34,9 @@ PROMETHEUS = Path("/usr/bin/prometheus")
 READY_TIMEOUT_S = 30.0
 LOAD_WINDOW_MS = 20 * 60_000
 
+# Request parameters in order; a name may repeat (`match[]`).
+Params = tuple[tuple[str, str], ...]
+
 # Nothing to scrape and nothing to evaluate: the data comes by remote write.
 CONFIG = {"global": {"scrape_interval": "1m", "evaluation_interval": "1m"}}
 
@@ -46,7 +49,7 @@ class PrometheusReference:
         self.log = log
         self._http = httpx.Client(base_url=base_url, timeout=30)
         # Each answer is asked for once: the self-check and the comparison share them.
-        self._answers: dict[tuple[str, tuple[tuple[str, str], ...]], httpx.Response] = {}
+        self._answers: dict[tuple[str, str, Params], httpx.Response] = {}
 
     def push(self, series: Sequence[Series]) -> int:
         """Remote-write every sample of `series`, oldest window first; returns the count."""
@@ -81,16 +84,26 @@ class PrometheusReference:
                 f"{response.text.strip()}\n{log_tail(self.log)}"
             )
 
-    def get(self, path: str, params: Mapping[str, str]) -> httpx.Response:
-        """GET an API path, answers remembered for the life of this Prometheus."""
-        key = (path, tuple(sorted(params.items())))
+    def ask(self, method: str, path: str, params: Params) -> httpx.Response:
+        """Ask an API path, answers remembered for the life of this Prometheus."""
+        key = (method, path, tuple(params))
         if key not in self._answers:
-            self._answers[key] = self._http.get(path, params=dict(params))
+            self._answers[key] = ask(self._http, method, path, params)
         return self._answers[key]
 
     def close(self) -> None:
         """Close the HTTP client."""
         self._http.close()
+
+
+def ask(http: httpx.Client, method: str, path: str, params: Params) -> httpx.Response:
+    """GET with a query string or POST with a form body, as Prometheus's clients do."""
+    if method == "GET":
+        return http.get(path, params=list(params))
+    form: dict[str, list[str]] = {}
+    for name, value in params:
+        form.setdefault(name, []).append(value)
+    return http.post(path, data=form)
 
 
 def write_request(series: Sequence[Series], start_ms: int, end_ms: int) -> remote_pb2.WriteRequest:

@@ -2,7 +2,8 @@
 
 The data (comparison_data.py) is remote-written into Prometheus 2.42 and written into
 Vigil's store through its sample writer (the HTTP ingest path refuses samples this
-old); each line of comparison_queries.txt is then asked of both HTTP APIs.
+old); each line of comparison_queries.txt is then asked of both HTTP APIs, and so are a
+few /series, /labels and /label/<name>/values requests.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import struct
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -25,8 +27,19 @@ from storage.database import connect
 from storage.samples import SampleWriter
 from storage.series import SeriesCatalog
 from tests.live_servers import api_server, client
-from tests.querylang.comparison_data import STALE_NAN_BITS, T0_MS, dataset, vigil_batch
-from tests.querylang.prometheus_reference import PrometheusReference, running_prometheus
+from tests.querylang.comparison_data import (
+    SPAN_MS,
+    STALE_NAN_BITS,
+    T0_MS,
+    dataset,
+    vigil_batch,
+)
+from tests.querylang.prometheus_reference import (
+    Params,
+    PrometheusReference,
+    ask,
+    running_prometheus,
+)
 from vigil.settings import Settings
 
 QUERIES_FILE = Path(__file__).with_name("comparison_queries.txt")
@@ -59,21 +72,47 @@ class Case:
         span = f"{seconds(self.start_ms - T0_MS)}..{seconds(self.end_ms - T0_MS)}"
         return f"{self.query} @range {span} step {seconds(self.step_ms)}"
 
-    def request(self) -> tuple[str, dict[str, str]]:
-        """The API path and parameters that ask this query."""
+    @property
+    def method(self) -> str:
+        """Half the cases ask by POST with RFC 3339 times and duration steps, as promtool and
+        Grafana may; the other half by GET with Unix seconds, as the Prometheus UI does."""
+        return "POST" if self.line % 2 == 0 else "GET"
+
+    def request(self) -> tuple[str, str, Params]:
+        """The HTTP method, API path and parameters that ask this query."""
+        at, step = (rfc3339, duration) if self.method == "POST" else (seconds, seconds)
         if self.kind == "instant":
-            return "/api/v1/query", {"query": self.query, "time": seconds(self.start_ms)}
-        return "/api/v1/query_range", {
-            "query": self.query,
-            "start": seconds(self.start_ms),
-            "end": seconds(self.end_ms),
-            "step": seconds(self.step_ms),
-        }
+            return (
+                self.method,
+                "/api/v1/query",
+                (("query", self.query), ("time", at(self.start_ms))),
+            )
+        return (
+            self.method,
+            "/api/v1/query_range",
+            (
+                ("query", self.query),
+                ("start", at(self.start_ms)),
+                ("end", at(self.end_ms)),
+                ("step", step(self.step_ms)),
+            ),
+        )
 
 
 def seconds(ms: int) -> str:
     """Milliseconds as decimal seconds without trailing zeros: 1700000015500 → 1700000015.5."""
     return format(Decimal(ms).scaleb(-3).normalize(), "f")
+
+
+def rfc3339(ms: int) -> str:
+    """Milliseconds as an RFC 3339 UTC time: 1700000015500 → 2023-11-14T22:13:35.500Z."""
+    moment = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    return moment.replace("+00:00", "Z")
+
+
+def duration(ms: int) -> str:
+    """Milliseconds as a Prometheus duration: 60000 → 60s, 500 → 500ms."""
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
 def offset_ms(text: str) -> int:
@@ -291,6 +330,9 @@ def vigil_tenant(database_url: str) -> tenants.IssuedKey:
 def vigil(settings: Settings, vigil_tenant: tenants.IssuedKey) -> Iterator[httpx.Client]:
     """A live Vigil API, and a client authenticated as the comparison's tenant."""
     with api_server(settings) as base_url, client(base_url, vigil_tenant.key) as http:
+        # A connection per query: a server that closes a connection after one query's
+        # internal error must not turn the next case into a connection reset.
+        http.headers["Connection"] = "close"
         yield http
 
 
@@ -369,7 +411,7 @@ def test_prometheus_answers_as_the_file_expects(prometheus: PrometheusReference)
     a typo in a metric name cannot turn a case into a vacuous empty == empty."""
     wrong = []
     for case in CASES:
-        answer = parse_answer(prometheus.get(*case.request()))
+        answer = parse_answer(prometheus.ask(*case.request()))
         if "error" in case.flags:
             if answer.error_type is None:
                 wrong.append(f"line {case.line}: expected an error: {case.query}")
@@ -394,9 +436,8 @@ def test_both_stores_hold_the_stale_markers_bit_for_bit(
     assert row is not None and row[0] == markers > 0
     # Prometheus has no API that returns raw stale markers; it shows them by staleness:
     # b1's last sample before its marker (44m45s) would still be in the 5 m lookback.
-    answer = parse_answer(
-        prometheus.get("/api/v1/query", {"query": 'job_up{instance="b1"}', "time": "1700002740"})
-    )
+    params = (("query", 'job_up{instance="b1"}'), ("time", "1700002740"))
+    answer = parse_answer(prometheus.ask("GET", "/api/v1/query", params))
     assert answer.result_type == "vector" and not answer.series
 
 
@@ -413,9 +454,9 @@ def _param(case: Case) -> Any:
 def test_vigil_answers_like_prometheus(
     case: Case, prometheus: PrometheusReference, vigil: httpx.Client
 ) -> None:
-    path, params = case.request()
-    expected = parse_answer(prometheus.get(path, params))
-    actual = parse_answer(vigil.get(path, params=params))
+    request = case.request()
+    expected = parse_answer(prometheus.ask(*request))
+    actual = parse_answer(ask(vigil, *request))
     ordered = "ordered" in case.flags and case.kind == "instant"
     problems = differences(expected, actual, ordered)
     assert not problems, (
@@ -423,3 +464,50 @@ def test_vigil_answers_like_prometheus(
         + "\n".join(f"- {problem}" for problem in problems)
         + f"\nPrometheus: {expected.describe()}\nVigil: {actual.describe()}"
     )
+
+
+# Metadata endpoints over the whole data range (Prometheus answers these per block, so a
+# narrower range could differ for reasons of storage layout, not of semantics).
+METADATA_CASES: list[tuple[str, Params]] = [
+    ("/api/v1/series", (("match[]", "node_load1"),)),
+    (
+        "/api/v1/series",
+        (("match[]", '{__name__=~"job_up|queue_depth"}'), ("match[]", 'pod_info{pod="pod-001"}')),
+    ),
+    ("/api/v1/series", (("match[]", "escape_test"),)),
+    ("/api/v1/series", (("match[]", 'pod_info{pod=~"pod-1[2-3].*", tier!="db"}'),)),
+    ("/api/v1/series", (("match[]", "nonexistent_metric"),)),
+    ("/api/v1/series", ()),
+    ("/api/v1/labels", ()),
+    ("/api/v1/labels", (("match[]", "pod_info"),)),
+    ("/api/v1/labels", (("match[]", "request_duration_seconds_bucket"), ("match[]", "dup_alpha"))),
+    ("/api/v1/label/__name__/values", ()),
+    ("/api/v1/label/pod/values", (("match[]", 'pod_info{namespace="ns-3"}'),)),
+    ("/api/v1/label/path/values", ()),
+    ("/api/v1/label/le/values", (("match[]", '{job="api"}'),)),
+    ("/api/v1/label/nonexistent/values", ()),
+]
+
+
+def metadata(response: httpx.Response) -> tuple[str, Any]:
+    """A metadata answer as (errorType or "success", its data in a comparable order)."""
+    body = response.json()
+    if body.get("status") != "success":
+        return f"{response.status_code} {body.get('errorType')}", None
+    data = body["data"]
+    if data and isinstance(data[0], dict):
+        return "success", sorted(sorted(entry.items()) for entry in data)
+    return "success", data
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    METADATA_CASES,
+    ids=[f"{path} {' '.join(v for _, v in params)}".strip() for path, params in METADATA_CASES],
+)
+def test_vigil_metadata_like_prometheus(
+    path: str, params: Params, prometheus: PrometheusReference, vigil: httpx.Client
+) -> None:
+    window = (("start", seconds(T0_MS)), ("end", seconds(T0_MS + SPAN_MS)))
+    expected = metadata(prometheus.ask("GET", path, (*params, *window)))
+    assert metadata(ask(vigil, "GET", path, (*params, *window))) == expected
