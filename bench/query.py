@@ -61,7 +61,7 @@ from tabulate import tabulate
 
 from storage import tenants
 from storage.database import connect, ensure_database
-from storage.errors import TenantExists
+from storage.errors import MigrationError, TenantExists
 from storage.migrations import migrate
 from storage.samples import SampleBatch, SampleWriter, SeriesColumns
 from storage.series import SeriesCatalog, SeriesKey
@@ -301,7 +301,13 @@ def bench_database(settings: Settings, reload: bool) -> str:
             )
     ensure_database(url)
     with connect(url) as conn:
-        migrate(conn, samples_chunk_interval=settings.storage.samples_chunk_interval)
+        try:
+            migrate(conn, samples_chunk_interval=settings.storage.samples_chunk_interval)
+        except MigrationError as exc:
+            sys.exit(
+                f"bench/query.py: {QUERY_DATABASE}: {exc}. It was migrated from another "
+                "checkout; --reload recreates it (and loads the data again)"
+            )
         conn.execute(
             """
             CREATE SCHEMA IF NOT EXISTS bench;
