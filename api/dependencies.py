@@ -11,6 +11,7 @@ from api.auth import Caller, KeyAuthenticator
 from api.errors import Unauthorized
 from ingest.decoding import LabelSets
 from ingest.intake import Intake
+from storage.sql_console import SqlConsole
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class ApiServices:
     intake: Intake
     label_sets: LabelSets
     max_body_bytes: int
+    sql_console: SqlConsole
 
 
 def services(request: Request) -> ApiServices:

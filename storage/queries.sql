@@ -111,3 +111,13 @@ COPY (
       AND time >= %(start)s AND time < %(end)s
     ORDER BY series_id, time
 ) TO STDOUT (FORMAT BINARY);
+
+-- select_sql_tenant_key --
+-- The key that signs tenant claims of the SQL console (owner only).
+SELECT key FROM vigil.sql_tenant_key;
+
+-- begin_sql_console --
+-- The tenant claim and limits of one `/v1/sql` transaction (storage/sql_console.py).
+SELECT set_config('vigil.sql_tenant', %(claim)s, true),
+       set_config('statement_timeout', %(timeout_ms)s, true),
+       set_config('cursor_tuple_fraction', '1', true);

@@ -24,6 +24,7 @@ from ingest.writer import Writer, WriterStats
 from storage.database import Pool, connect
 from storage.samples import SampleWriter
 from storage.series import SeriesCatalog
+from storage.sql_console import SqlConsole, reader_url
 from vigil.settings import Settings
 
 
@@ -92,6 +93,12 @@ def api_services(settings: Settings) -> ApiServices:
         ),
         label_sets=LabelSets(),
         max_body_bytes=limits.max_body_bytes,
+        sql_console=SqlConsole(
+            settings.database_url,
+            reader_url(settings.database_url),
+            row_limit=settings.query.sql_row_limit,
+            timeout=settings.query.sql_timeout,
+        ),
     )
 
 
