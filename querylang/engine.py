@@ -132,16 +132,7 @@ class QueryEngine:
         explanation: Explanation | None = None,
     ) -> QueryResult:
         """`query` at every step from start to end, as Prometheus's /query_range."""
-        if step_us <= 0:
-            raise BadRequest("zero or negative query resolution step widths are not accepted")
-        if end_us < start_us:
-            raise BadRequest("end timestamp must not be before start time")
-        steps = (end_us - start_us) // step_us + 1
-        if steps > self.limits.max_points:
-            raise BadRequest(
-                f"exceeded maximum resolution of {self.limits.max_points} points per "
-                "timeseries. Try decreasing the query resolution (?step=XX)"
-            )
+        steps = self.check_range(start_us, end_us, step_us)
         expr = parse(query) if isinstance(query, str) else query
         kind = value_type(expr)
         if kind not in (ast.ValueType.SCALAR, ast.ValueType.VECTOR):
@@ -162,6 +153,23 @@ class QueryEngine:
         ]
         series.sort(key=lambda s: s.labels)
         return QueryResult("matrix", series, (plan.tier,))
+
+    def check_range(self, start_us: int, end_us: int, step_us: int) -> int:
+        """The number of steps of a valid range, or BadRequest saying what is wrong."""
+        if end_us < start_us:
+            raise BadRequest('invalid parameter "end": end timestamp must not be before start time')
+        if step_us <= 0:
+            raise BadRequest(
+                'invalid parameter "step": zero or negative query resolution step widths '
+                "are not accepted. Try a positive integer"
+            )
+        steps = (end_us - start_us) // step_us + 1
+        if steps > self.limits.max_points:
+            raise BadRequest(
+                f"exceeded maximum resolution of {self.limits.max_points} points per "
+                "timeseries. Try decreasing the query resolution (?step=XX)"
+            )
+        return steps
 
     def instant_query(
         self,

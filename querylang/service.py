@@ -42,6 +42,7 @@ class QueryService:
         explanation: Explanation | None = None,
     ) -> QueryResult:
         """A range query; its settled past comes from the cache when allowed."""
+        self.engine.check_range(start_us, end_us, step_us)
         expr = parse(query)
 
         def compute(first_us: int, last_us: int) -> QueryResult:

@@ -62,4 +62,5 @@ def bucket_quantile(phi: float, bounds: Floats, counts: Floats) -> float:
         start = float(bounds[b - 1])
         count -= float(counts[b - 1])
         rank -= float(counts[b - 1])
-    return start + (end - start) * (rank / count)
+    with np.errstate(all="ignore"):  # 0/0 is NaN, as in Go
+        return float(start + (end - start) * (np.float64(rank) / np.float64(count)))
