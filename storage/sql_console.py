@@ -16,12 +16,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 import psycopg
 from psycopg.abc import Buffer
+from psycopg.adapt import Loader
 from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoader
 from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -213,31 +215,27 @@ def _reset(conn: psycopg.Connection) -> None:
 _INFINITIES = (b"infinity", b"-infinity")
 
 
-class _TimestamptzLoader(TimestamptzLoader):
-    """timestamptz, with PostgreSQL's infinities as the strings it prints."""
+class _Infinities(Loader):
+    """A date/time loader that returns PostgreSQL's infinities as the strings it prints
+    (psycopg refuses them: they fit no datetime)."""
 
-    def load(self, data: Buffer) -> datetime | str:  # type: ignore[override]
+    def load(self, data: Buffer) -> Any:
         if bytes(data) in _INFINITIES:
             return bytes(data).decode()
-        return super().load(data)
+        # The psycopg loader after this mixin in each class's MRO implements it.
+        return super().load(data)  # type: ignore[safe-super]
 
 
-class _TimestampLoader(TimestampLoader):
-    """timestamp, with PostgreSQL's infinities as the strings it prints."""
-
-    def load(self, data: Buffer) -> datetime | str:  # type: ignore[override]
-        if bytes(data) in _INFINITIES:
-            return bytes(data).decode()
-        return super().load(data)
+class _TimestamptzLoader(_Infinities, TimestamptzLoader):
+    """timestamptz, infinities included."""
 
 
-class _DateLoader(DateLoader):
-    """date, with PostgreSQL's infinities as the strings it prints."""
+class _TimestampLoader(_Infinities, TimestampLoader):
+    """timestamp, infinities included."""
 
-    def load(self, data: Buffer) -> date | str:  # type: ignore[override]
-        if bytes(data) in _INFINITIES:
-            return bytes(data).decode()
-        return super().load(data)
+
+class _DateLoader(_Infinities, DateLoader):
+    """date, infinities included."""
 
 
 # SQLSTATE classes of the statement's own failures: syntax, access and name errors,

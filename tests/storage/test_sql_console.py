@@ -89,10 +89,22 @@ def two(database_url: str) -> TwoTenants:
     )
 
 
-def make_console(database_url: str, **overrides: object) -> SqlConsole:
-    options: dict[str, object] = {"row_limit": 1000, "timeout": timedelta(seconds=5)}
-    options.update(overrides)
-    return SqlConsole(database_url, reader_url(database_url), **options)  # type: ignore[arg-type]
+def make_console(
+    database_url: str,
+    *,
+    row_limit: int = 1000,
+    timeout: timedelta = timedelta(seconds=5),
+    max_connections: int = 4,
+    wait: timedelta = timedelta(seconds=10),
+) -> SqlConsole:
+    return SqlConsole(
+        database_url,
+        reader_url(database_url),
+        row_limit=row_limit,
+        timeout=timeout,
+        max_connections=max_connections,
+        wait=wait,
+    )
 
 
 @pytest.fixture(scope="module")
