@@ -253,8 +253,16 @@ def _matcher_condition(matcher: ast.Matcher, key: str, params: dict[str, Any]) -
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+
+
 def _timestamp(time_us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=time_us)
+    """A bound as a timestamp, clamped to what PostgreSQL and Python can hold (no
+    sample lies outside 1970–9999 anyway)."""
+    low = (_EARLIEST - _EPOCH) // timedelta(microseconds=1)
+    high = (_LATEST - _EPOCH) // timedelta(microseconds=1)
+    return _EPOCH + timedelta(microseconds=min(max(time_us, low), high))
 
 
 def _interval(duration_us: int) -> timedelta:

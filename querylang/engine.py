@@ -212,7 +212,9 @@ class QueryEngine:
         explained.plan = plan
         deadline = time.monotonic() + self.limits.timeout.total_seconds()
         source = DatabaseSource(conn, tenant_id, self.limits, deadline, explained)
-        ctx = Context(grid, start_us, end_us, self.limits.lookback_us, source)
+        ctx = Context(
+            grid, start_us, end_us, self.limits.lookback_us, source, self.limits.max_points * 100
+        )
         value = evaluate(expr, ctx)
         if time.monotonic() > deadline:
             raise QueryTimeout(_timeout_message(self.limits))

@@ -44,6 +44,8 @@ class Context:
     query_end_us: int
     lookback_us: int
     source: SampleSource
+    max_steps: int = 1_000_000
+    """Most steps any grid (a subquery's included) may have."""
 
     @property
     def times(self) -> Ints:

@@ -8,6 +8,7 @@ import numpy as np
 
 from querylang import ast
 from querylang.compiler import TimeGrid
+from querylang.errors import QueryLimitExceeded
 from querylang.evaluator.context import DEFAULT_SUBQUERY_STEP_US, Context
 from querylang.evaluator.values import RangeVector, Value, Vector, is_stale, labels_of
 
@@ -68,6 +69,13 @@ def subquery(
     low = grid.start_us - node.range_us
     first = -(-low // step) * step
     count = max(0, (grid.end_us - first) // step + 1)
+    if count > ctx.max_steps:
+        raise QueryLimitExceeded(
+            f"subquery would evaluate {count} steps, more than the limit of {ctx.max_steps}; "
+            "use a coarser subquery step"
+        )
+    if count == 0:
+        return RangeVector([], [], [], _window_ends(grid, ctx), node.range_us)
     inner_times = first + step * np.arange(count, dtype=np.int64)
     inner = evaluate(node.expr, ctx.on(TimeGrid(first, step, count)))
     assert isinstance(inner, Vector)
