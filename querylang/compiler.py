@@ -259,7 +259,7 @@ _LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 
 def _timestamp(time_us: int) -> datetime:
     """A bound as a timestamp, clamped to what PostgreSQL and Python can hold (no
-    sample lies outside 1970–9999 anyway)."""
+    sample lies outside 1970-9999 anyway)."""
     low = (_EARLIEST - _EPOCH) // timedelta(microseconds=1)
     high = (_LATEST - _EPOCH) // timedelta(microseconds=1)
     return _EPOCH + timedelta(microseconds=min(max(time_us, low), high))
