@@ -11,6 +11,7 @@ from api.auth import Caller, KeyAuthenticator
 from api.errors import Unauthorized
 from ingest.decoding import LabelSets
 from ingest.intake import Intake
+from querylang.service import QueryService
 from storage.sql_console import SqlConsole
 
 
@@ -22,6 +23,7 @@ class ApiServices:
     intake: Intake
     label_sets: LabelSets
     max_body_bytes: int
+    queries: QueryService
     sql_console: SqlConsole
 
 

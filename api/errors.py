@@ -15,6 +15,7 @@ from ingest.errors import (
     RetryLater,
     UnsupportedMediaType,
 )
+from querylang.errors import QueryError, SqlRejected
 from storage.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,43 @@ async def _unauthorized(_: Request, exc: Exception) -> JSONResponse:
     return error_response(401, "unauthorized", str(exc))
 
 
-async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
-    log.warning("database unavailable: %s", exc)
-    return error_response(
-        503, "database_unavailable", "cannot verify the API key now", _DATABASE_RETRY_AFTER_S
+_QUERY_STATUS = {"bad_data": 400, "execution": 422, "timeout": 503}
+_INGEST_PATHS = frozenset({"/v1/metrics/ingest", "/api/v1/write"})
+
+
+def _is_prometheus_query(path: str) -> bool:
+    """Paths of Prometheus's query API, whose clients expect its error envelope."""
+    return path.startswith("/api/v1/") and path not in _INGEST_PATHS
+
+
+def prometheus_error(status: int, error_type: str, message: str) -> JSONResponse:
+    """Prometheus's HTTP API error envelope."""
+    return JSONResponse(
+        {"status": "error", "errorType": error_type, "error": message}, status_code=status
     )
+
+
+async def _query_error(request: Request, exc: Exception) -> JSONResponse:
+    """Query errors: Prometheus's envelope on its API paths, Vigil's body elsewhere."""
+    assert isinstance(exc, QueryError)
+    status = _QUERY_STATUS.get(exc.error_type, 422)
+    if _is_prometheus_query(request.url.path):
+        return prometheus_error(status, exc.error_type, str(exc))
+    # A refused statement has its own code, so clients tell it from a malformed request.
+    code = "sql_rejected" if isinstance(exc, SqlRejected) else exc.error_type
+    return error_response(status, code, str(exc))
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable: %s", exc)
+    if _is_prometheus_query(request.url.path):
+        return prometheus_error(503, "unavailable", "the database is unreachable")
+    message = (
+        "cannot verify the API key now"
+        if request.url.path in _INGEST_PATHS
+        else "the database is unreachable"
+    )
+    return error_response(503, "database_unavailable", message, _DATABASE_RETRY_AFTER_S)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -71,3 +104,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IngestError, _ingest_error)
     app.add_exception_handler(Unauthorized, _unauthorized)
     app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
+    app.add_exception_handler(QueryError, _query_error)

@@ -17,9 +17,15 @@ from typing import Annotated, NoReturn
 import psycopg
 import typer
 from pydantic import ValidationError
+from tabulate import tabulate
 
+from api.query import default_step_us, result_body
 from ingest.errors import IngestError
 from ingest.writer import WriterStats
+from querylang.errors import QueryError
+from querylang.evaluator.formatting import format_value
+from querylang.times import parse_duration as parse_query_duration
+from querylang.times import parse_time
 from storage import tenants
 from storage.database import connect, redact
 from storage.errors import StorageError, TenantExists, first_line
@@ -28,7 +34,7 @@ from vigil.durations import format_duration, parse_duration
 from vigil.services import ServiceError, local_services
 from vigil.settings import Settings
 from vigil.supervisor import Child, Supervisor
-from vigil.wiring import writer_threads
+from vigil.wiring import query_service, writer_threads
 
 app = typer.Typer(
     help="Vigil: a metrics monitoring platform on PostgreSQL + TimescaleDB and Redis.",
@@ -61,7 +67,7 @@ def _expected_failures() -> Iterator[None]:
     """Turn the domain's expected failures into one line on stderr and exit status 1."""
     try:
         yield
-    except (StorageError, ServiceError, IngestError) as exc:
+    except (StorageError, ServiceError, IngestError, QueryError) as exc:
         _fail(str(exc))
     except psycopg.errors.UndefinedTable as exc:
         _fail(f"{first_line(exc)}: run `vigil migrate` first")
@@ -367,6 +373,48 @@ def agentsim(
         )
     except KeyboardInterrupt:
         typer.echo("agentsim: interrupted")
+
+
+@app.command()
+def query(
+    expr: Annotated[str, typer.Argument(help="PromQL expression.")],
+    start: Annotated[str, typer.Option(help="Unix seconds, RFC 3339, now or -1h.")] = "-1h",
+    end: Annotated[str, typer.Option(help="Unix seconds, RFC 3339, now or -5m.")] = "now",
+    step: Annotated[
+        str | None, typer.Option(help="Seconds or a duration; default about 250 points.")
+    ] = None,
+    tenant: Annotated[str, typer.Option(help="Tenant whose data is queried.")] = "demo",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
+) -> None:
+    """Run a PromQL range query against the database and print a table."""
+    settings = _settings()
+    with _expected_failures():
+        now = time.time_ns() // 1000
+        start_us = parse_time(start, now, "start")
+        end_us = parse_time(end, now, "end")
+        step_us = parse_query_duration(step, "step") if step else default_step_us(start_us, end_us)
+        with connect(settings.database_url) as conn:
+            tenant_id = str(tenants.get_tenant(conn, tenant).id)
+        result = query_service(settings).range_query(
+            tenant_id, expr, start_us, end_us, step_us, now
+        )
+    if as_json:
+        typer.echo(json.dumps({"tiers": list(result.tiers), "series": result_body(result)}))
+        return
+    if not result.series:
+        typer.echo("no data")
+        return
+    for series in result.series:
+        labels = ", ".join(f'{k}="{v}"' for k, v in series.labels if k != "__name__")
+        name = dict(series.labels).get("__name__", "")
+        typer.echo(f"{name}{{{labels}}}")
+        rows = [
+            (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t / 1e6)), format_value(v))
+            for t, v in zip(series.times_us.tolist(), series.values.tolist(), strict=True)
+        ]
+        typer.echo(tabulate(rows, headers=["time (UTC)", "value"], tablefmt="simple"))
+        typer.echo("")
+    typer.echo(f"{len(result.series)} series, tier: {', '.join(result.tiers)}")
 
 
 def _demo_key(settings: Settings, conn: psycopg.Connection) -> str:

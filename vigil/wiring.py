@@ -21,6 +21,9 @@ from ingest.intake import Intake
 from ingest.rate_limit import RateLimiter, RateLimits
 from ingest.validation import Limits, SeriesRules
 from ingest.writer import Writer, WriterStats
+from querylang.engine import QueryEngine, QueryLimits
+from querylang.results_cache import ResultsCache
+from querylang.service import QueryService
 from storage.database import Pool, connect
 from storage.samples import SampleWriter
 from storage.series import SeriesCatalog
@@ -93,6 +96,7 @@ def api_services(settings: Settings) -> ApiServices:
         ),
         label_sets=LabelSets(),
         max_body_bytes=limits.max_body_bytes,
+        queries=query_service(settings),
         sql_console=SqlConsole(
             settings.database_url,
             reader_url(settings.database_url),
@@ -100,6 +104,26 @@ def api_services(settings: Settings) -> ApiServices:
             timeout=settings.query.sql_timeout,
         ),
     )
+
+
+def query_service(settings: Settings) -> QueryService:
+    """The read path: engine under the configured limits, with the results cache."""
+    query = settings.query
+    engine = QueryEngine(
+        QueryLimits(
+            timeout=query.timeout,
+            max_series=query.max_series,
+            max_points=query.max_points,
+            max_samples=query.max_samples,
+            lookback=query.lookback_delta,
+        )
+    )
+    cache = ResultsCache(
+        redis_client(settings),
+        freshness_us=query.cache_freshness // timedelta(microseconds=1),
+        ttl_s=int(query.cache_ttl.total_seconds()),
+    )
+    return QueryService(Pool(settings.database_url), engine, cache)
 
 
 def api_app() -> FastAPI:

@@ -1,0 +1,111 @@
+"""Vigil's own query endpoint: `GET /v1/metrics/query`, in the seed design's shape."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from api.dependencies import CallerDep, ServicesDep
+from querylang.engine import Explanation
+from querylang.planner import choose_tier
+from querylang.result import QueryResult
+from querylang.times import parse_duration, parse_time
+
+router = APIRouter(prefix="/v1/metrics", tags=["query"])
+
+_DEFAULT_POINTS = 250
+"""Steps a query gets when it names no step, as Grafana's default resolution."""
+
+
+def default_step_us(start_us: int, end_us: int) -> int:
+    """A whole-second step giving about 250 points, at least 1 s."""
+    return max(1, math.ceil((end_us - start_us) / _DEFAULT_POINTS / 1e6)) * 1_000_000
+
+
+def _number(value: float) -> float | str | None:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return f"{value.total_seconds():g}s"
+    return value
+
+
+def result_body(result: QueryResult) -> list[dict[str, Any]]:
+    """Each series as {metric, labels, datapoints: [{timestamp, value}]}."""
+    body = []
+    for series in result.series:
+        labels = dict(series.labels)
+        metric = labels.pop("__name__", None)
+        body.append(
+            {
+                "metric": metric,
+                "labels": labels,
+                "datapoints": [
+                    {"timestamp": t / 1e6, "value": _number(v)}
+                    for t, v in zip(series.times_us.tolist(), series.values.tolist(), strict=True)
+                ],
+            }
+        )
+    return body
+
+
+@router.get("/query")
+async def query(
+    caller: CallerDep,
+    services: ServicesDep,
+    query: Annotated[str, Query(description="PromQL expression.")],
+    start: Annotated[str, Query(description="Unix seconds, RFC 3339, now or -1h.")] = "-1h",
+    end: Annotated[str, Query(description="Unix seconds, RFC 3339, now or -5m.")] = "now",
+    step: Annotated[str | None, Query(description="Seconds or a duration (15s, 1m).")] = None,
+    explain: Annotated[bool, Query(description="Also return the SQL and the tier.")] = False,
+    cache_control: Annotated[str, Header()] = "",
+) -> Response:
+    """Evaluate a PromQL range query; `explain=true` adds the plan and its SQL."""
+    now = time.time_ns() // 1000
+    start_us = parse_time(start, now, "start")
+    end_us = parse_time(end, now, "end")
+    step_us = parse_duration(step, "step") if step else default_step_us(start_us, end_us)
+    explanation = Explanation(choose_tier(start_us, end_us, step_us)) if explain else None
+    result = await run_in_threadpool(
+        services.queries.range_query,
+        str(caller.tenant.id),
+        query,
+        start_us,
+        end_us,
+        step_us,
+        now,
+        "no-cache" not in cache_control,
+        explanation,
+    )
+    body: dict[str, Any] = {
+        "query": query,
+        "start": start_us / 1e6,
+        "end": end_us / 1e6,
+        "step": step_us / 1e6,
+        "tiers": list(result.tiers),
+        "series": result_body(result),
+    }
+    if explanation is not None:
+        body["explain"] = {
+            "tier": explanation.plan.tier,
+            "reason": explanation.plan.reason,
+            "statements": [
+                {"sql": s.sql, "params": {k: _jsonable(v) for k, v in s.params.items()}}
+                for s in explanation.statements
+            ],
+        }
+    return Response(orjson.dumps(body), media_type="application/json")
