@@ -8,10 +8,13 @@ import subprocess
 import sys
 import uuid
 
+import numpy as np
 import psycopg
 import pytest
 
 from storage import tenants
+from storage.samples import SampleBatch, SampleWriter, SeriesSamples
+from storage.series import SeriesCatalog, SeriesKey
 
 
 def vigil(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -28,7 +31,7 @@ def vigil(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_every_command() -> None:
     done = vigil("--help")
     assert done.returncode == 0
-    for command in ("services", "migrate", "tenants", "up"):
+    for command in ("services", "migrate", "tenants", "query", "up"):
         assert command in done.stdout
     tenants_help = vigil("tenants", "--help").stdout
     for command in ("create", "create-key", "list", "revoke-key"):
@@ -106,3 +109,23 @@ def test_duplicate_tenant_is_refused(database_url: str) -> None:
         1,
         f"vigil: error: tenant '{name}' already exists",
     )
+
+
+def test_query_prints_a_table_and_json(database_url: str, conn: psycopg.Connection) -> None:
+    issued = tenants.create_tenant(conn, f"cli-q-{uuid.uuid4().hex[:10]}")
+    start_s = 1_700_000_000
+    times = (start_s + np.arange(0, 600, 60, dtype=np.int64)) * 1_000_000
+    series = SeriesSamples(SeriesKey.of("cli_gauge", {"host": "a"}), times, np.arange(10.0))
+    batch = SampleBatch(f"cli-{uuid.uuid4()}", issued.tenant.id, [series])
+    SampleWriter(SeriesCatalog()).write(conn, batch)
+    window = ("--start", str(start_s), "--end", str(start_s + 540), "--step", "3m")
+    args = ("query", "cli_gauge * 2", *window, "--tenant", issued.tenant.name)
+    table = vigil(*args)
+    assert table.returncode == 0, table.stderr
+    assert '{host="a"}' in table.stdout
+    assert "2023-11-14 22:19:20" in table.stdout and "12" in table.stdout
+    answer = json.loads(vigil(*args, "--json").stdout)
+    assert [p["value"] for p in answer["series"][0]["datapoints"]] == [0.0, 6.0, 12.0, 18.0]
+    broken = vigil("query", "sum(", "--tenant", issued.tenant.name)
+    assert broken.returncode == 1
+    assert broken.stderr.startswith("vigil: error:") and "expected" in broken.stderr
