@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -44,12 +46,28 @@ def caller(request: Request, found: ServicesDep) -> Caller:
         scheme, _, credentials = authorization.partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
             key = credentials.strip()
+        elif scheme.lower() == "basic" and credentials.strip():
+            key = _basic_password(credentials.strip()) or key
     if not key:
-        raise Unauthorized("missing API key: send `Authorization: Bearer <key>` or `X-API-Key`")
+        raise Unauthorized(
+            "missing API key: send `Authorization: Bearer <key>`, `X-API-Key`, "
+            "or basic auth with the key as password"
+        )
     result = found.authenticator.authenticate(key)
     if result is None:
         raise Unauthorized("invalid or revoked API key")
     return result
+
+
+def _basic_password(credentials: str) -> str | None:
+    """The password of HTTP basic credentials: clients that only speak basic auth
+    (promtool, some Grafana set-ups) send the API key there, with any user name."""
+    try:
+        decoded = base64.b64decode(credentials, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    _, separator, password = decoded.partition(":")
+    return password if separator and password else None
 
 
 CallerDep = Annotated[Caller, Depends(caller)]

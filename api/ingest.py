@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from api.bodies import read_body
 from api.dependencies import CallerDep, ServicesDep
 from ingest.decoding import DecodedBatch, decode_ingest, decode_remote_write, decompress
 from ingest.errors import BatchTooLarge
@@ -21,25 +22,10 @@ router = APIRouter()
 MAX_LISTED_REJECTIONS = 100
 
 
-async def _read_body(request: Request, max_bytes: int) -> bytes:
-    """The raw body, refusing more than max_bytes before reading it all."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise BatchTooLarge(f"body is larger than {max_bytes} bytes")
-    parts = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise BatchTooLarge(f"body is larger than {max_bytes} bytes")
-        parts.append(chunk)
-    return b"".join(parts)
-
-
 @router.post("/v1/metrics/ingest", status_code=202)
 async def ingest(request: Request, caller: CallerDep, found: ServicesDep) -> JSONResponse:
     """Accept a batch of metrics (JSON or protobuf); 202 once it is durably on the bus."""
-    body = await _read_body(request, found.max_body_bytes)
+    body = await read_body(request, found.max_body_bytes, BatchTooLarge)
 
     def accept() -> IntakeResult:
         raw = decompress(body, request.headers.get("content-encoding"), found.max_body_bytes)
@@ -64,7 +50,7 @@ async def ingest(request: Request, caller: CallerDep, found: ServicesDep) -> JSO
 @router.post("/api/v1/write")
 async def remote_write(request: Request, caller: CallerDep, found: ServicesDep) -> Response:
     """Prometheus remote write 1.0: 204 when stored; 400 (not retried) for rejected samples."""
-    body = await _read_body(request, found.max_body_bytes)
+    body = await read_body(request, found.max_body_bytes, BatchTooLarge)
 
     def accept() -> IntakeResult:
         encoding = request.headers.get("content-encoding") or "snappy"

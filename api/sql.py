@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from api.bodies import read_body
 from api.dependencies import CallerDep, ServicesDep
 from querylang.errors import BadRequest
 from querylang.sql_guard import MAX_SQL_CHARS, run_sql
@@ -53,21 +54,12 @@ class SqlAnswer(BaseModel):
 )
 async def sql(request: Request, caller: CallerDep, found: ServicesDep) -> Response:
     """Run one read-only SELECT as the caller's tenant: JSON {"sql": …} or text/plain."""
-    text = _statement(await _read_body(request), request.headers.get("content-type") or "")
+    text = _statement(
+        await read_body(request, _MAX_BODY_BYTES, BadRequest),
+        request.headers.get("content-type") or "",
+    )
     rows = await run_in_threadpool(run_sql, found.sql_console, caller.tenant.id, text)
     return Response(orjson.dumps(_answer(rows)), media_type="application/json")
-
-
-async def _read_body(request: Request) -> bytes:
-    """The raw body, refusing more than _MAX_BODY_BYTES before reading it all."""
-    parts = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > _MAX_BODY_BYTES:
-            raise BadRequest(f"the body is larger than {_MAX_BODY_BYTES} bytes")
-        parts.append(chunk)
-    return b"".join(parts)
 
 
 def _statement(body: bytes, content_type: str) -> str:

@@ -142,19 +142,16 @@ def compile_series(
 ) -> Statement:
     """The matching series seen in [start, end] (metric and labels), for the
     metadata endpoints (`/api/v1/series`, `/labels`, `/label/…/values`)."""
-    tree = _template(
+    statement = _catalog_statement(
         "SELECT metric, labels FROM vigil.series WHERE tenant_id = %(tenant)s "
-        "AND first_seen <= %(high)s AND last_seen >= %(low)s LIMIT %(max_series)s"
-    ).copy()
-    params: dict[str, Any] = {
-        "tenant": tenant_id,
-        "max_series": max_series,
-        # last_seen trails the newest sample by up to its update resolution.
-        "low": _timestamp(start_us - LAST_SEEN_RESOLUTION_US),
-        "high": _timestamp(end_us),
-    }
-    tree.set("where", exp.Where(this=_and(tree.args["where"].this, matchers, params)))
-    return Statement(tree.sql(dialect="postgres"), params)
+        "AND first_seen <= %(high)s AND last_seen >= %(low)s LIMIT %(max_series)s",
+        tenant_id,
+        matchers,
+        start_us,
+        end_us,
+    )
+    statement.params["max_series"] = max_series
+    return statement
 
 
 def compile_label_names(

@@ -288,7 +288,8 @@ def test_retried_batches_are_stored_once(
     [
         ({}, "missing API key"),
         ({"Authorization": "Bearer vgl_000000000000_" + "A" * 43}, "invalid or revoked"),
-        ({"Authorization": "Basic dXNlcjpwYXNz"}, "missing API key"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "invalid or revoked"),  # user:pass
+        ({"Authorization": "Basic !!"}, "missing API key"),
         ({"X-API-Key": "nonsense"}, "invalid or revoked"),
     ],
 )
