@@ -2,8 +2,12 @@
 
 A statement selects the tenant's series that match the selector's matchers (in the
 series catalog) and, per series, the points the evaluator needs, packed as two
-binary strings (big-endian int8 µs times, float8 values) so a series crosses the
-wire as two values and keeps its NaN bit patterns (Prometheus stale markers).
+binary strings (`timestamptz_send`: big-endian µs since 2000; `float8send`) so a
+series crosses the wire as two values and keeps its NaN bit patterns (Prometheus
+stale markers). The strings are unordered; the reader sorts them. (Rejected:
+`string_agg(int8send(extract(epoch …) * 1e6) ORDER BY time)`, which spent two thirds
+of the statement converting through numeric and sorting each series: 300 ms for
+1000 series x 390 samples against about 100 ms now.)
 
 Two shapes:
 
@@ -40,10 +44,10 @@ WITH selected AS (
 SELECT selected.metric, selected.labels, points.times, points.vals
 FROM selected
 CROSS JOIN LATERAL (
-    SELECT string_agg(int8send(b.t), '' ORDER BY b.t) AS times,
-           string_agg(float8send(b.v), '' ORDER BY b.t) AS vals
+    SELECT string_agg(timestamptz_send(b.t), '') AS times,
+           string_agg(float8send(b.v), '') AS vals
     FROM (
-        SELECT (extract(epoch FROM max(s.time)) * 1000000)::int8 AS t, last(s.value, s.time) AS v
+        SELECT max(s.time) AS t, last(s.value, s.time) AS v
         FROM vigil.samples AS s
         WHERE s.series_id = selected.id AND s.time >= %(low)s AND s.time <= %(high)s
         GROUP BY date_bin(%(step)s, s.time, %(origin)s)
@@ -59,9 +63,8 @@ WITH selected AS (
 SELECT selected.metric, selected.labels, points.times, points.vals
 FROM selected
 CROSS JOIN LATERAL (
-    SELECT string_agg(int8send((extract(epoch FROM s.time) * 1000000)::int8), '' ORDER BY s.time)
-               AS times,
-           string_agg(float8send(s.value), '' ORDER BY s.time) AS vals
+    SELECT string_agg(timestamptz_send(s.time), '') AS times,
+           string_agg(float8send(s.value), '') AS vals
     FROM vigil.samples AS s
     WHERE s.series_id = selected.id AND s.time >= %(low)s AND s.time <= %(high)s
 ) AS points

@@ -32,16 +32,28 @@ def fetch_selection(
 
     Times and values arrive as packed big-endian binary strings (see
     querylang/compiler.py), so unpacking is two `frombuffer` calls per series
-    and NaN payloads (stale markers) survive bit for bit."""
+    (and a sort when they came unordered); NaN payloads (stale markers) survive
+    bit for bit."""
     return [
-        SelectedSeries(
-            metric=metric,
-            labels=labels,
-            times_us=np.frombuffer(times, dtype=">i8").astype(np.int64),
-            values=np.frombuffer(values, dtype=">f8").astype(np.float64),
-        )
+        _unpacked(metric, labels, times, values)
         for metric, labels, times, values in fetch_rows(conn, statement, params, timeout)
     ]
+
+
+_POSTGRES_EPOCH_US = 946_684_800_000_000
+"""2000-01-01 in Unix µs: `timestamptz_send` counts from there."""
+
+
+def _unpacked(
+    metric: str, labels: Mapping[str, str], times: bytes, values: bytes
+) -> SelectedSeries:
+    """One series' packed points, in time order."""
+    times_us = np.frombuffer(times, dtype=">i8").astype(np.int64) + _POSTGRES_EPOCH_US
+    unpacked = np.frombuffer(values, dtype=">f8").astype(np.float64)
+    if len(times_us) > 1 and (np.diff(times_us) < 0).any():
+        order = np.argsort(times_us, kind="stable")
+        times_us, unpacked = times_us[order], unpacked[order]
+    return SelectedSeries(metric, labels, times_us, unpacked)
 
 
 def fetch_catalog(

@@ -169,7 +169,8 @@ def quantile_over_time(phi: Floats, matrix: RangeVector) -> Vector:
         first = np.concatenate(([0], np.cumsum(sizes)[:-1]))
         q = phi[cells[ids[first]] % steps]
         rank = q * (sizes - 1)
-        lower = np.maximum(0, np.floor(np.nan_to_num(rank)))
+        # φ outside [0, 1] answers ±Inf below; clip so its (unused) index stays valid.
+        lower = np.clip(np.floor(np.nan_to_num(rank)), 0, sizes - 1)
         upper = np.minimum(sizes - 1, lower + 1)
         weight = rank - np.floor(rank)
         value = (
