@@ -18,6 +18,7 @@ from querylang.parser import parse
 from querylang.result import Labels, QueryResult
 from querylang.results_cache import ResultsCache
 from storage.database import Pool
+from storage.priority import lower_thread_priority
 from storage.selections import fetch_catalog, fetch_rows
 
 
@@ -25,10 +26,14 @@ class QueryService:
     """PromQL range/instant queries (range queries through the results cache) and
     the series metadata Prometheus's API serves, for one tenant at a time."""
 
-    def __init__(self, pool: Pool, engine: QueryEngine, cache: ResultsCache | None) -> None:
+    def __init__(
+        self, pool: Pool, engine: QueryEngine, cache: ResultsCache | None, nice: int = 0
+    ) -> None:
+        """`nice` > 0 lowers the CPU priority of threads that evaluate queries."""
         self._pool = pool
         self.engine = engine
         self._cache = cache
+        self._nice = nice
 
     def range_query(
         self,
@@ -42,6 +47,7 @@ class QueryService:
         explanation: Explanation | None = None,
     ) -> QueryResult:
         """A range query; its settled past comes from the cache when allowed."""
+        lower_thread_priority(self._nice)
         self.engine.check_range(start_us, end_us, step_us)
         expr = parse(query)
 
@@ -67,6 +73,8 @@ class QueryService:
     def instant_query(
         self, tenant_id: str, query: str, time_us: int, explanation: Explanation | None = None
     ) -> QueryResult:
+        """An instant query."""
+        lower_thread_priority(self._nice)
         with self._pool.connection() as conn:
             return self.engine.instant_query(conn, tenant_id, query, time_us, explanation)
 

@@ -11,6 +11,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from storage.errors import DatabaseUnavailable, StorageError, first_line
+from storage.priority import lower_backend_priority
 
 
 def redact(url: str) -> str:
@@ -52,12 +53,14 @@ def ensure_database(url: str) -> None:
 class Pool:
     """A small pool of autocommit connections for request handlers, opened lazily."""
 
-    def __init__(self, url: str, max_size: int = 8) -> None:
+    def __init__(self, url: str, max_size: int = 8, nice: int = 0) -> None:
+        """`nice` > 0 lowers each backend's CPU priority (storage/priority.py)."""
         self._pool = ConnectionPool(
             url,
             min_size=0,
             max_size=max_size,
             kwargs={"autocommit": True, "connect_timeout": 5},
+            configure=(lambda conn: lower_backend_priority(conn, nice)) if nice > 0 else None,
             open=True,
             timeout=10,
         )

@@ -106,6 +106,13 @@ class QuerySettings(BaseModel):
     lookback_delta: Duration = Field(
         default=timedelta(minutes=5), description="How far back an instant selector looks."
     )
+    nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="CPU niceness of query threads and their PostgreSQL backends (0: off), "
+        "so queries yield shared cores to ingestion.",
+    )
     sql_row_limit: int = Field(default=10_000, ge=1, description="Most rows `/v1/sql` returns.")
     sql_timeout: Duration = Field(
         default=timedelta(seconds=10), description="Statement timeout of `/v1/sql`."

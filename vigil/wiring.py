@@ -123,7 +123,9 @@ def query_service(settings: Settings) -> QueryService:
         freshness_us=query.cache_freshness // timedelta(microseconds=1),
         ttl_s=int(query.cache_ttl.total_seconds()),
     )
-    return QueryService(Pool(settings.database_url), engine, cache)
+    return QueryService(
+        Pool(settings.database_url, nice=query.nice), engine, cache, nice=query.nice
+    )
 
 
 def api_app() -> FastAPI:
