@@ -112,10 +112,14 @@ async def instant_query(request: Request, caller: CallerDep, services: ServicesD
     now = _now_us()
     query = _one(params, "query")
     at = parse_time(_one(params, "time", "now"), now, "time")
-    result = await run_in_threadpool(
-        services.queries.instant_query, str(caller.tenant.id), query, at
-    )
-    return _matrix(result) if result.kind == "matrix" else _success(_data(result))
+    tenant = str(caller.tenant.id)
+
+    def answer() -> Response:
+        result = services.queries.instant_query(tenant, query, at)
+        return _matrix(result) if result.kind == "matrix" else _success(_data(result))
+
+    # Evaluated and encoded on a worker thread, which runs at the query priority.
+    return await run_in_threadpool(answer)
 
 
 @router.api_route("/query_range", methods=["GET", "POST"])
@@ -128,17 +132,14 @@ async def range_query(request: Request, caller: CallerDep, services: ServicesDep
     end = parse_time(_one(params, "end"), now, "end")
     step = parse_duration(_one(params, "step"), "step")
     use_cache = "no-cache" not in request.headers.get("cache-control", "")
-    result = await run_in_threadpool(
-        services.queries.range_query,
-        str(caller.tenant.id),
-        query,
-        start,
-        end,
-        step,
-        now,
-        use_cache,
-    )
-    return _matrix(result)
+    tenant = str(caller.tenant.id)
+
+    def answer() -> Response:
+        result = services.queries.range_query(tenant, query, start, end, step, now, use_cache)
+        return _matrix(result)
+
+    # Evaluated and encoded on a worker thread, which runs at the query priority.
+    return await run_in_threadpool(answer)
 
 
 def _range(params: dict[str, list[str]], now: int) -> tuple[int, int]:

@@ -80,32 +80,31 @@ async def query(
     end_us = parse_time(end, now, "end")
     step_us = parse_duration(step, "step") if step else default_step_us(start_us, end_us)
     explanation = Explanation(choose_tier(start_us, end_us, step_us)) if explain else None
-    result = await run_in_threadpool(
-        services.queries.range_query,
-        str(caller.tenant.id),
-        query,
-        start_us,
-        end_us,
-        step_us,
-        now,
-        "no-cache" not in cache_control,
-        explanation,
-    )
-    body: dict[str, Any] = {
-        "query": query,
-        "start": start_us / 1e6,
-        "end": end_us / 1e6,
-        "step": step_us / 1e6,
-        "tiers": list(result.tiers),
-        "series": result_body(result),
-    }
-    if explanation is not None:
-        body["explain"] = {
-            "tier": explanation.plan.tier,
-            "reason": explanation.plan.reason,
-            "statements": [
-                {"sql": s.sql, "params": {k: _jsonable(v) for k, v in s.params.items()}}
-                for s in explanation.statements
-            ],
+    tenant = str(caller.tenant.id)
+    use_cache = "no-cache" not in cache_control
+
+    def answer() -> Response:
+        result = services.queries.range_query(
+            tenant, query, start_us, end_us, step_us, now, use_cache, explanation
+        )
+        body: dict[str, Any] = {
+            "query": query,
+            "start": start_us / 1e6,
+            "end": end_us / 1e6,
+            "step": step_us / 1e6,
+            "tiers": list(result.tiers),
+            "series": result_body(result),
         }
-    return Response(orjson.dumps(body), media_type="application/json")
+        if explanation is not None:
+            body["explain"] = {
+                "tier": explanation.plan.tier,
+                "reason": explanation.plan.reason,
+                "statements": [
+                    {"sql": s.sql, "params": {k: _jsonable(v) for k, v in s.params.items()}}
+                    for s in explanation.statements
+                ],
+            }
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    # Evaluated and encoded on a worker thread, which runs at the query priority.
+    return await run_in_threadpool(answer)
