@@ -338,6 +338,8 @@ def tenant_key(conn: psycopg.Connection, name: str, keys_file: Path) -> tuple[te
             return tenant, keys[name]["api_key"]
         issued = tenants.create_api_key(conn, name)
     keys[name] = {"tenant_id": str(issued.tenant.id), "api_key": issued.key}
+    keys_file.touch(mode=0o600)
+    keys_file.chmod(0o600)  # as the demo's key file: readable by its owner only
     keys_file.write_text(json.dumps(keys, indent=2) + "\n")
     return issued.tenant, issued.key
 
