@@ -824,7 +824,8 @@ def table(results: list[dict[str, Any]]) -> str:
 
     def pair(result: dict[str, Any], mode: str) -> str:
         if f"{mode}_error" in result:
-            return "error " + result[f"{mode}_error"].split(" ")[0]
+            status: str = result[f"{mode}_error"].split(" ")[0]
+            return f"error {status}"
         return f"{result[f'{mode}_p50_ms']:g} / {result[f'{mode}_p95_ms']:g}"
 
     rows = []
