@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import time
 import uuid
@@ -103,8 +104,9 @@ def log_tail(log: Path, lines: int = 40) -> str:
 
 
 def last_value(samples: list[Sample], metric: str) -> float | None:
-    """The newest value of `metric` (one series each here: Prometheus has one remote queue)."""
-    values = [v for m, _, _, v in samples if m == metric]
+    """The newest value of `metric` (one series each here: Prometheus has one remote
+    queue), skipping the NaN stale markers Prometheus may send as it shuts down."""
+    values = [v for m, _, _, v in samples if m == metric and not math.isnan(v)]
     return values[-1] if values else None
 
 
