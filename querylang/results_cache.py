@@ -37,6 +37,10 @@ BLOCK_STEPS = 60
 """Steps per cached block: small enough that a 1 h dashboard at 15 s reuses most
 of its range, large enough that a 24 h one at 60 s is 24 Redis values."""
 
+RUN_BLOCKS = 100
+"""Most blocks computed by one evaluation: 6,000 steps, under Prometheus's (and our
+default) 11,000-point limit even though blocks overhang the query's own range."""
+
 _HEADER = struct.Struct(">I")
 _ANY_METRIC = "*"
 
@@ -80,9 +84,9 @@ class ResultsCache:
         if _pins_query_bounds(expr):
             return compute(start_us, end_us)  # `@ start()`/`@ end()` depend on the range
         horizon = now_us - self._freshness_us
-        family = self._family(tenant_id, expr, step_us, start_us % step_us)
-        span = step_us * BLOCK_STEPS
         phase = start_us % step_us
+        family = self._family(tenant_id, expr, step_us, phase)
+        span = step_us * BLOCK_STEPS
         first_block = (start_us - phase) // span
         blocks = []
         index = first_block
@@ -193,10 +197,10 @@ def _pins_query_bounds(expr: object) -> bool:
 
 
 def _runs(blocks: list[_Block]) -> list[list[_Block]]:
-    """Consecutive blocks grouped, so each gap is one computation."""
+    """Consecutive blocks grouped (at most RUN_BLOCKS), so each gap is one computation."""
     runs: list[list[_Block]] = []
     for block in blocks:
-        if runs and runs[-1][-1].index + 1 == block.index:
+        if runs and runs[-1][-1].index + 1 == block.index and len(runs[-1]) < RUN_BLOCKS:
             runs[-1].append(block)
         else:
             runs.append([block])

@@ -129,3 +129,11 @@ def test_queries_pinned_to_their_own_range_are_not_cached(cache: ResultsCache) -
     compute.calls.clear()
     _ask(cache, compute, "cpu @ end()", start, NOW, NOW)
     assert compute.calls == [(start, NOW)]
+
+
+def test_a_query_at_the_point_limit_is_computed_in_runs_under_it(cache: ResultsCache) -> None:
+    compute = Recorder()
+    start = NOW - 11_000 * STEP  # 11,001 steps, all settled but the tail
+    result = _ask(cache, compute, "cpu", start, NOW, NOW)
+    assert len(result.series[0].times_us) == 11_001
+    assert max((end - begin) // STEP + 1 for begin, end in compute.calls) <= 11_000
