@@ -17,6 +17,7 @@ import pytest
 
 from storage.tenants import IssuedKey
 from tests.live_servers import api_server, free_port, writers
+from tests.querylang.prometheus_reference import log_tail, stop
 from vigil.settings import Settings
 
 PROMETHEUS = Path("/usr/bin/prometheus")
@@ -89,18 +90,7 @@ def prometheus(tmp_path: Path, config: str, port: int) -> Iterator[Path]:
         try:
             yield log
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-
-
-def log_tail(log: Path, lines: int = 40) -> str:
-    """The last lines of Prometheus's log, for failure messages."""
-    text = log.read_text(errors="replace") if log.exists() else "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
+            stop(process)
 
 
 def last_value(samples: list[Sample], metric: str) -> float | None:
