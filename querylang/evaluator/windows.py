@@ -315,7 +315,9 @@ def deriv(matrix: RangeVector) -> Vector:
 
 def predict_linear(matrix: RangeVector, seconds: Floats) -> Vector:
     slope, intercept, present = _regression(matrix, at_end=True)
-    return _vector(matrix, intercept + slope * seconds, present)
+    with np.errstate(all="ignore"):  # 0 x Inf is NaN, as in Go
+        predicted = intercept + slope * seconds
+    return _vector(matrix, predicted, present)
 
 
 def absent_over_time(matrix: RangeVector) -> Mask:
