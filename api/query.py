@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.dependencies import CallerDep, ServicesDep
 from querylang.engine import Explanation
+from querylang.evaluator.formatting import format_value
 from querylang.planner import choose_tier
 from querylang.result import QueryResult
 from querylang.times import parse_duration, parse_time
@@ -28,12 +29,9 @@ def default_step_us(start_us: int, end_us: int) -> int:
     return max(1, math.ceil((end_us - start_us) / _DEFAULT_POINTS / 1e6)) * 1_000_000
 
 
-def _number(value: float) -> float | str | None:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return value
+def _number(value: float) -> float | str:
+    """A finite value as a JSON number; NaN and ±Inf spelled as Prometheus spells them."""
+    return value if math.isfinite(value) else format_value(value)
 
 
 def _jsonable(value: Any) -> Any:

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from api.bodies import read_body
 from api.dependencies import CallerDep, ServicesDep
 from querylang.errors import BadRequest
+from querylang.evaluator.formatting import format_value
 from querylang.sql_guard import MAX_SQL_CHARS, run_sql
 from storage.sql_console import SqlRows
 
@@ -100,7 +101,7 @@ def _json_value(value: object) -> Any:
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else _non_finite(value)
+        return value if math.isfinite(value) else format_value(value)
     if isinstance(value, Decimal):
         if not value.is_finite():
             return "NaN" if value.is_nan() else ("+Inf" if value > 0 else "-Inf")
@@ -118,9 +119,3 @@ def _json_value(value: object) -> Any:
     if isinstance(value, UUID):
         return str(value)
     return str(value)
-
-
-def _non_finite(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    return "+Inf" if value > 0 else "-Inf"

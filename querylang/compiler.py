@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import sqlglot
 from sqlglot import exp
 
@@ -83,6 +85,11 @@ class TimeGrid:
     @property
     def end_us(self) -> int:
         return self.start_us + self.step_us * (self.count - 1)
+
+    @property
+    def times_us(self) -> npt.NDArray[np.int64]:
+        """Every evaluation time, in order."""
+        return self.start_us + self.step_us * np.arange(self.count, dtype=np.int64)
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,7 @@ class QueryEngine:
             )
         grid = TimeGrid(start_us, step_us, steps)
         value, plan = self._evaluate(conn, tenant_id, expr, grid, start_us, end_us, explanation)
-        times = grid.start_us + grid.step_us * np.arange(grid.count, dtype=np.int64)
+        times = grid.times_us
         if isinstance(value, Scalar):
             return QueryResult("matrix", [Series((), times, value.values)], (plan.tier,))
         assert isinstance(value, Vector)

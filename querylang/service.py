@@ -19,7 +19,7 @@ from querylang.result import Labels, QueryResult
 from querylang.results_cache import ResultsCache
 from storage.database import Pool
 from storage.priority import lower_thread_priority
-from storage.selections import fetch_catalog, fetch_rows
+from storage.selections import fetch_rows
 
 
 class QueryService:
@@ -119,18 +119,17 @@ class QueryService:
     ) -> set[Labels]:
         limits = self.engine.limits
         found: set[Labels] = set()
-        with self._pool.connection() as conn:
-            for text in selectors:
-                statement = compile_series(
-                    tenant_id, _selector(text).matchers, start_us, end_us, limits.max_series + 1
+        for text in selectors:
+            statement = compile_series(
+                tenant_id, _selector(text).matchers, start_us, end_us, limits.max_series + 1
+            )
+            rows = self._read(statement)
+            if len(rows) > limits.max_series:
+                raise QueryLimitExceeded(
+                    f"match[] {text!r} selects more than {limits.max_series} series"
                 )
-                rows = fetch_catalog(conn, statement.sql, statement.params, limits.timeout)
-                if len(rows) > limits.max_series:
-                    raise QueryLimitExceeded(
-                        f"match[] {text!r} selects more than {limits.max_series} series"
-                    )
-                for metric, labels in rows:
-                    found.add(tuple(sorted([("__name__", metric), *labels.items()])))
+            for metric, labels in rows:
+                found.add(tuple(sorted([("__name__", metric), *labels.items()])))
         return found
 
 

@@ -56,13 +56,6 @@ def _unpacked(
     return SelectedSeries(metric, labels, times_us, unpacked)
 
 
-def fetch_catalog(
-    conn: psycopg.Connection, statement: str, params: Mapping[str, Any], timeout: timedelta
-) -> list[tuple[str, Mapping[str, str]]]:
-    """Run a compiled series-catalog statement: (metric, labels) of each match."""
-    return [(metric, labels) for metric, labels in fetch_rows(conn, statement, params, timeout)]
-
-
 def fetch_rows(
     conn: psycopg.Connection, statement: str, params: Mapping[str, Any], timeout: timedelta
 ) -> list[tuple[Any, ...]]:

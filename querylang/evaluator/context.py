@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-import numpy as np
-
 from querylang import ast
 from querylang.compiler import TimeGrid
 from querylang.evaluator.values import Ints
@@ -49,7 +47,7 @@ class Context:
 
     @property
     def times(self) -> Ints:
-        return self.grid.start_us + self.grid.step_us * np.arange(self.grid.count, dtype=np.int64)
+        return self.grid.times_us
 
     @property
     def steps(self) -> int:

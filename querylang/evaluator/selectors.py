@@ -13,16 +13,12 @@ from querylang.evaluator.context import DEFAULT_SUBQUERY_STEP_US, Context
 from querylang.evaluator.values import RangeVector, Value, Vector, is_stale, labels_of
 
 
-def _grid_times(grid: TimeGrid) -> np.ndarray:
-    return grid.start_us + grid.step_us * np.arange(grid.count, dtype=np.int64)
-
-
 def instant(selector: ast.VectorSelector, ctx: Context) -> Vector:
     """Each series' latest sample at or before every step, within the lookback
     ([t - lookback, t], Prometheus 2.x), unless that sample is a stale marker."""
     grid = ctx.effective_grid(selector.offset_us, selector.at)
     found = ctx.source.instant(selector.matchers, grid, ctx.lookback_us)
-    ends = _grid_times(grid)
+    ends = grid.times_us
     count = len(found)
     values = np.zeros((count, grid.count))
     present = np.zeros((count, grid.count), dtype=bool)
@@ -85,5 +81,5 @@ def subquery(
 
 
 def _window_ends(grid: TimeGrid, ctx: Context) -> np.ndarray:
-    ends = _grid_times(grid)
+    ends = grid.times_us
     return np.repeat(ends, ctx.steps) if grid.count != ctx.steps else ends

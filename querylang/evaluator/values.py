@@ -8,7 +8,7 @@ keeps each series' samples plus, per step, the end of the window to slide over.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,10 +83,6 @@ class Vector:
     @classmethod
     def empty(cls, steps: int) -> Vector:
         return cls([], np.empty((0, steps)), np.zeros((0, steps), dtype=bool))
-
-    def select(self, rows: Sequence[int] | npt.NDArray[np.intp]) -> Vector:
-        index = np.asarray(rows, dtype=np.intp)
-        return Vector([self.labels[i] for i in index], self.values[index], self.present[index])
 
 
 @dataclass

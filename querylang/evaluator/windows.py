@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from querylang.errors import QueryLimitExceeded
 from querylang.evaluator.values import Floats, Ints, Mask, RangeVector, Vector, drop_name
 
 _EXPANSION_CHUNK = 4_000_000
@@ -353,12 +352,3 @@ RANGE_FUNCTIONS: dict[str, Callable[[RangeVector], Vector]] = {
 }
 """The one-argument range functions; `quantile_over_time`, `predict_linear` and
 `absent_over_time` take more and are dispatched in `calls`."""
-
-
-def check_samples(matrix: RangeVector, limit: int) -> None:
-    """Refuse a range vector holding more samples than the query may keep."""
-    total = sum(len(t) for t in matrix.times)
-    if total > limit:
-        raise QueryLimitExceeded(
-            f"query would load {total} samples, more than the limit of {limit}"
-        )
