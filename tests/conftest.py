@@ -60,3 +60,20 @@ def bus_settings(settings: Settings, database_url: str) -> Settings:
     """Settings with a bus of its own (fresh Redis stream names) for one test."""
     bus = settings.bus.model_copy(update={"stream_prefix": f"test:{uuid.uuid4().hex[:12]}"})
     return settings.model_copy(update={"bus": bus})
+
+
+@pytest.fixture
+def fresh_database_url(settings: Settings, database_url: str) -> Iterator[str]:
+    """A database of its own, migrated, for tests that move global state such as the
+    rollup watermarks; dropped afterwards."""
+    name = f"vigil_test_{uuid.uuid4().hex[:12]}"
+    with connect(database_url) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = database_url.rsplit("/", 1)[0] + "/" + name
+    try:
+        with connect(url) as conn:
+            migrate(conn, samples_chunk_interval=settings.storage.samples_chunk_interval)
+        yield url
+    finally:
+        with connect(database_url) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -126,6 +126,49 @@ class QuerySettings(BaseModel):
     )
 
 
+class RollupSettings(BaseModel):
+    """Rollup tiers (1m, 1h, 1d): when buckets close, repair batches, tier choice."""
+
+    settle: Duration = Field(
+        default=timedelta(minutes=1),
+        description="How long after a 1m bucket ends before it is rolled up; later samples "
+        "into it are repaired through the invalidation log.",
+    )
+    max_buckets_per_run: int = Field(
+        default=1_440,
+        ge=1,
+        description="Most buckets of one tier a rollup run materialises (catch-up is "
+        "spread over runs).",
+    )
+    repair_batch: int = Field(
+        default=1_000, ge=1, description="Most dirty (tenant, metric, minute) rows per repair run."
+    )
+    points_per_step: float = Field(
+        default=1.0,
+        gt=0,
+        description="The query planner uses a tier only if its resolution gives at least "
+        "this many buckets per step.",
+    )
+
+
+class RetentionSettings(BaseModel):
+    """How long each tier keeps data; older chunks are dropped whole."""
+
+    raw: Duration = Field(default=timedelta(days=2), description="Raw samples.")
+    rollup_1m: Duration = Field(default=timedelta(days=14), description="1-minute rollups.")
+    rollup_1h: Duration = Field(default=timedelta(days=90), description="1-hour rollups.")
+    rollup_1d: Duration = Field(default=timedelta(days=730), description="1-day rollups.")
+
+    def of(self, tier: str) -> timedelta:
+        """The retention of a tier by name: raw, 1m, 1h or 1d."""
+        return {
+            "raw": self.raw,
+            "1m": self.rollup_1m,
+            "1h": self.rollup_1h,
+            "1d": self.rollup_1d,
+        }[tier]
+
+
 class ServicesSettings(BaseModel):
     """The project-local PostgreSQL and Redis that `vigil services up` runs."""
 
@@ -154,6 +197,8 @@ class Settings(BaseSettings):
     bus: BusSettings = BusSettings()
     ingest: IngestSettings = IngestSettings()
     query: QuerySettings = QuerySettings()
+    rollup: RollupSettings = RollupSettings()
+    retention: RetentionSettings = RetentionSettings()
     services: ServicesSettings = ServicesSettings()
 
     @field_validator("database_url")
