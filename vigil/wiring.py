@@ -118,13 +118,21 @@ def query_service(settings: Settings) -> QueryService:
             lookback=query.lookback_delta,
         )
     )
-    cache = ResultsCache(
+    return QueryService(
+        Pool(settings.database_url, nice=query.nice),
+        engine,
+        results_cache(settings),
+        nice=query.nice,
+    )
+
+
+def results_cache(settings: Settings) -> ResultsCache:
+    """The query results cache in Redis (the read path fills it, rollup repair invalidates it)."""
+    query = settings.query
+    return ResultsCache(
         redis_client(settings),
         freshness_us=query.cache_freshness // timedelta(microseconds=1),
         ttl_s=int(query.cache_ttl.total_seconds()),
-    )
-    return QueryService(
-        Pool(settings.database_url, nice=query.nice), engine, cache, nice=query.nice
     )
 
 
