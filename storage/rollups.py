@@ -1,0 +1,322 @@
+"""The rollup engine: 1m buckets from raw samples, 1h from 1m, 1d from 1h.
+
+Each tier is a hypertable of per-series bucket aggregates (sql/0006_rollups.sql says
+what every column means). Runs are incremental and idempotent:
+
+- **Materialise** (`materialise`): a tier's closed buckets past its watermark, in two
+  transactions. The first raises `claimed_to`, under an exclusive lock that waits for
+  every in-flight sample write (writers hold it shared, `mark_late`), so a sample
+  committed later at or before the claim is logged as late. The second upserts the
+  claimed buckets and moves `materialised_to` up to the claim. A run dying between the
+  two leaves the claim to the next run; re-running a window rewrites identical rows.
+- **Late data** (`mark_late`, called by the sample writer in its own transaction):
+  samples at or before the 1m claim are recorded per (tenant, metric, 1m bucket) in
+  the invalidation log, `vigil.rollup_dirty`.
+- **Repair** (`repair`): claims dirty buckets the 1m tier already holds, recomputes
+  them from raw, then the 1h and 1d buckets around them from the tier below (where
+  those tiers are built), deletes the log rows, all in one transaction, and says
+  which (tenant, metric, time range) changed so cached query results can be dropped.
+
+Rollup runs and repairs take one maintenance lock, so they never rewrite a tier
+concurrently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+from psycopg import sql
+
+from storage.queries import query
+from storage.timestamps import to_datetime, to_unix_us
+
+MINUTE_US = 60_000_000
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A rollup tier: its name, bucket width, table, and the tier it is built from
+    (None: raw samples)."""
+
+    name: str
+    width_us: int
+    source: str | None
+
+    @property
+    def table(self) -> str:
+        return f"rollup_{self.name}"
+
+    @property
+    def view(self) -> str:
+        """The relation readers use (it may add retained rows to the table's)."""
+        return f"rollups_{self.name}"
+
+    def bucket_end(self, time_us: int) -> int:
+        """The end of the bucket (end - width, end] holding `time_us`."""
+        return -(-time_us // self.width_us) * self.width_us
+
+    def floor(self, time_us: int) -> int:
+        """The latest bucket end at or before `time_us`."""
+        return time_us // self.width_us * self.width_us
+
+
+TIERS = {
+    "1m": Tier("1m", MINUTE_US, None),
+    "1h": Tier("1h", 60 * MINUTE_US, "1m"),
+    "1d": Tier("1d", 24 * 60 * MINUTE_US, "1h"),
+}
+"""Finest first: each tier is built from the one before it."""
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """How far a tier is built: every bucket ending at or before `materialised_to_us`
+    is in it; samples at or before `claimed_to_us` are late (None: no run yet)."""
+
+    tier: str
+    claimed_to_us: int | None
+    materialised_to_us: int | None
+
+
+@dataclass(frozen=True)
+class RollupRun:
+    """What one materialise run did: buckets ending in (start, end] of `tier`
+    (start == end: nothing was due), and the rows upserted."""
+
+    tier: str
+    start_us: int
+    end_us: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class Invalidation:
+    """Tier rows of (tenant, metric) covering samples in (start, end] were rewritten."""
+
+    tenant_id: UUID
+    metric: str
+    start_us: int
+    end_us: int
+
+
+@dataclass(frozen=True)
+class DirtyBucket:
+    """A 1m bucket (by end) of (tenant, metric) that late samples landed in."""
+
+    tenant_id: UUID
+    metric: str
+    bucket_us: int
+
+
+@dataclass(frozen=True)
+class Repair:
+    """What one repair did: the dirty 1m buckets it cleared, the tier rows it
+    rewrote, and the ranges whose cached query results are now stale."""
+
+    buckets: tuple[DirtyBucket, ...]
+    rows: int
+    invalidations: tuple[Invalidation, ...]
+
+
+def read_watermarks(conn: psycopg.Connection) -> dict[str, Watermark]:
+    """Every tier's watermarks."""
+    return {
+        tier: Watermark(tier, _micros(claimed), _micros(materialised))
+        for tier, claimed, materialised in conn.execute(query("select_watermarks"))
+    }
+
+
+def dirty_count(conn: psycopg.Connection) -> int:
+    """How many dirty (tenant, metric, 1m bucket) entries wait for repair."""
+    row = conn.execute(query("count_dirty")).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def materialise(
+    conn: psycopg.Connection, tier: str, now_us: int, settle_us: int, max_buckets: int
+) -> RollupRun:
+    """Build `tier`'s closed buckets past its watermark, at most `max_buckets` of them.
+
+    A 1m bucket is closed once `settle_us` has passed since its end; a coarser bucket
+    once the tier below is built past its end. `conn` is in autocommit mode.
+    """
+    spec = TIERS[tier]
+    with conn.transaction():
+        if spec.source is None:
+            conn.execute(query("lock_late_marking"))
+        claimed, materialised = _locked_watermark(conn, tier)
+        start = materialised if materialised is not None else _first_bucket_start(conn, spec)
+        closed = _closed_end(conn, spec, now_us, settle_us)
+        if closed is not None:
+            start = closed if start is None else min(start, closed)
+            target = min(closed, start + max_buckets * spec.width_us)
+            if claimed is None or target > claimed:
+                conn.execute(
+                    query("claim_watermark"), {"tier": tier, "claimed_to": to_datetime(target)}
+                )
+    with conn.transaction():
+        conn.execute(query("lock_rollup_maintenance"))
+        claimed, materialised = _locked_watermark(conn, tier)
+        if claimed is None:  # nothing below to build from yet
+            return RollupRun(tier, 0, 0, 0)
+        low = next(bound for bound in (materialised, start, claimed) if bound is not None)
+        rows = materialise_window(conn, tier, low, claimed) if claimed > low else 0
+        conn.execute(
+            query("complete_watermark"), {"tier": tier, "materialised_to": to_datetime(claimed)}
+        )
+    return RollupRun(tier, low, max(claimed, low), rows)
+
+
+def materialise_window(conn: psycopg.Connection, tier: str, low_us: int, high_us: int) -> int:
+    """Upsert every bucket of `tier` ending in (low, high] from its source, whatever
+    the watermarks say; returns the rows written. Bounds must be bucket ends."""
+    spec = TIERS[tier]
+    if low_us % spec.width_us or high_us % spec.width_us:
+        raise ValueError(f"bounds must be multiples of the {tier} bucket width")
+    params = {
+        "width": _interval(spec.width_us),
+        "low": to_datetime(low_us),
+        "high": to_datetime(high_us),
+    }
+    rows = "raw_rows_window" if spec.source is None else "tier_rows_window"
+    return _upsert(conn, spec, rows, params)
+
+
+def mark_late(
+    conn: psycopg.Connection,
+    series_ids: npt.NDArray[np.int64],
+    times_us: npt.NDArray[np.int64],
+) -> int:
+    """Log the 1m buckets of samples at or behind the 1m tier's claim, in the caller's
+    transaction, which holds the watermark-raise lock until it ends; returns how
+    many samples were late."""
+    row = conn.execute(query("late_sample_horizon")).fetchone()
+    horizon = None if row is None else _micros(row[0])
+    if horizon is None or not len(times_us):
+        return 0
+    late = times_us <= horizon
+    count = int(np.count_nonzero(late))
+    if count:
+        width = TIERS["1m"].width_us
+        buckets = -(-times_us[late] // width) * width
+        pairs = np.unique(np.stack([series_ids[late], buckets]), axis=1)
+        conn.execute(
+            query("mark_late_buckets"),
+            {
+                "series_ids": pairs[0].tolist(),
+                "buckets": [to_datetime(int(bucket)) for bucket in pairs[1]],
+            },
+        )
+    return count
+
+
+def repair(conn: psycopg.Connection, limit: int) -> Repair:
+    """Recompute up to `limit` dirty 1m buckets and the coarser buckets holding them,
+    and clear them from the log, in one transaction (`conn` in autocommit mode)."""
+    with conn.transaction():
+        conn.execute(query("lock_rollup_maintenance"))
+        watermarks = read_watermarks(conn)
+        built = watermarks["1m"].materialised_to_us
+        if built is None:
+            return Repair((), 0, ())
+        claimed = [
+            DirtyBucket(tenant_id, metric, to_unix_us(bucket))
+            for tenant_id, metric, bucket in conn.execute(
+                query("claim_dirty"), {"materialised_to": to_datetime(built), "limit": limit}
+            )
+        ]
+        rows = 0
+        invalidations: list[Invalidation] = []
+        targets = {(b.tenant_id, b.metric, b.bucket_us) for b in claimed}
+        for spec in TIERS.values():
+            built = watermarks[spec.name].materialised_to_us
+            if built is None:
+                break
+            targets = {
+                (tenant_id, metric, spec.bucket_end(bucket))
+                for tenant_id, metric, bucket in targets
+                if spec.bucket_end(bucket) <= built
+            }
+            if not targets:
+                break
+            rows += _repair_tier(conn, spec, sorted(targets))
+            invalidations += [
+                Invalidation(tenant_id, metric, bucket - spec.width_us, bucket)
+                for tenant_id, metric, bucket in sorted(targets)
+            ]
+    return Repair(tuple(claimed), rows, tuple(invalidations))
+
+
+def remark(conn: psycopg.Connection, buckets: Sequence[DirtyBucket]) -> None:
+    """Put repaired buckets back in the log, for a repair whose cache invalidation
+    failed after its commit: the next repair redoes both."""
+    if buckets:
+        conn.execute(query("remark_dirty"), _target_params([_key(b) for b in buckets]))
+
+
+def _repair_tier(
+    conn: psycopg.Connection, spec: Tier, targets: Sequence[tuple[UUID, str, int]]
+) -> int:
+    params = {**_target_params(targets), "width": _interval(spec.width_us)}
+    rows = "raw_rows_targets" if spec.source is None else "tier_rows_targets"
+    return _upsert(conn, spec, rows, params)
+
+
+def _upsert(conn: psycopg.Connection, spec: Tier, rows: str, params: dict[str, object]) -> int:
+    source = sql.Identifier("vigil", TIERS[spec.source].view) if spec.source else sql.SQL("")
+    statement = sql.SQL(query("rollup_from_raw" if spec.source is None else "rollup_from_tier"))
+    composed = statement.format(
+        target=sql.Identifier("vigil", spec.table),
+        rows=sql.SQL(query(rows)).format(source=source),
+    )
+    return conn.execute(composed, params).rowcount
+
+
+def _target_params(targets: Sequence[tuple[UUID, str, int]]) -> dict[str, object]:
+    return {
+        "tenant_ids": [tenant_id for tenant_id, _, _ in targets],
+        "metrics": [metric for _, metric, _ in targets],
+        "buckets": [to_datetime(bucket) for _, _, bucket in targets],
+    }
+
+
+def _key(bucket: DirtyBucket) -> tuple[UUID, str, int]:
+    return (bucket.tenant_id, bucket.metric, bucket.bucket_us)
+
+
+def _locked_watermark(conn: psycopg.Connection, tier: str) -> tuple[int | None, int | None]:
+    row = conn.execute(query("lock_watermark"), {"tier": tier}).fetchone()
+    assert row is not None, f"no watermark row for tier {tier}"
+    return _micros(row[0]), _micros(row[1])
+
+
+def _closed_end(conn: psycopg.Connection, spec: Tier, now_us: int, settle_us: int) -> int | None:
+    """The latest bucket end of `spec` whose bucket may be built now (None: none, the
+    tier below has not been built)."""
+    if spec.source is None:
+        return spec.floor(now_us - settle_us)
+    below = read_watermarks(conn)[spec.source].materialised_to_us
+    return None if below is None else spec.floor(below)
+
+
+def _first_bucket_start(conn: psycopg.Connection, spec: Tier) -> int | None:
+    """Where a tier's first run starts: before the oldest data of its source."""
+    table = "samples_raw" if spec.source is None else TIERS[spec.source].table
+    row = conn.execute(query("oldest_chunk"), {"table": table}).fetchone()
+    oldest = None if row is None else _micros(row[0])
+    return None if oldest is None else spec.floor(oldest - 1)
+
+
+def _micros(value: datetime | None) -> int | None:
+    return None if value is None else to_unix_us(value)
+
+
+def _interval(duration_us: int) -> timedelta:
+    return timedelta(microseconds=duration_us)
