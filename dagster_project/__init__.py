@@ -1,0 +1,1 @@
+"""Dagster definitions: the jobs, schedules and sensors that keep Vigil's store in shape."""
