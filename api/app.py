@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api import ingest, prometheus, query, sql
+from api import ingest, prometheus, query, retention, sql
 from api.dependencies import ApiServices
 from api.errors import install_error_handlers
 
@@ -17,6 +17,7 @@ def create_app(services: ApiServices) -> FastAPI:
     app.include_router(ingest.router)
     app.include_router(prometheus.router)
     app.include_router(query.router)
+    app.include_router(retention.router)
     app.include_router(sql.router)
 
     @app.get("/healthz", include_in_schema=False)

@@ -14,6 +14,7 @@ from api.errors import Unauthorized
 from ingest.decoding import LabelSets
 from ingest.intake import Intake
 from querylang.service import QueryService
+from storage.retention import RetentionOverrides
 from storage.sql_console import SqlConsole
 
 
@@ -26,6 +27,7 @@ class ApiServices:
     label_sets: LabelSets
     max_body_bytes: int
     queries: QueryService
+    retention: RetentionOverrides
     sql_console: SqlConsole
 
 

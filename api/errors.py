@@ -17,6 +17,7 @@ from ingest.errors import (
 )
 from querylang.errors import QueryError, SqlRejected
 from storage.errors import DatabaseUnavailable
+from storage.retention import InvalidRetentionOverride, RetentionOverrideNotFound
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +100,19 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     return error_response(503, "database_unavailable", message, _DATABASE_RETRY_AFTER_S)
 
 
+async def _invalid_retention(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(400, "invalid_retention", str(exc))
+
+
+async def _retention_not_found(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(404, "not_found", str(exc))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map every expected error to its status; anything else stays a logged 500."""
     app.add_exception_handler(IngestError, _ingest_error)
     app.add_exception_handler(Unauthorized, _unauthorized)
     app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
     app.add_exception_handler(QueryError, _query_error)
+    app.add_exception_handler(InvalidRetentionOverride, _invalid_retention)
+    app.add_exception_handler(RetentionOverrideNotFound, _retention_not_found)

@@ -25,6 +25,7 @@ from querylang.engine import QueryEngine, QueryLimits
 from querylang.results_cache import ResultsCache
 from querylang.service import QueryService
 from storage.database import Pool, connect
+from storage.retention import RetentionOverrides
 from storage.samples import SampleWriter
 from storage.series import SeriesCatalog
 from storage.sql_console import SqlConsole, reader_url
@@ -70,8 +71,9 @@ def bus_consumer(settings: Settings, name: str) -> BusConsumer:
 def api_services(settings: Settings) -> ApiServices:
     """Everything the API's routers call."""
     limits = settings.ingest
+    pool = Pool(settings.database_url)
     return ApiServices(
-        authenticator=KeyAuthenticator(Pool(settings.database_url)),
+        authenticator=KeyAuthenticator(pool),
         intake=Intake(
             publisher=bus_publisher(settings),
             rules=SeriesRules(
@@ -97,6 +99,7 @@ def api_services(settings: Settings) -> ApiServices:
         label_sets=LabelSets(),
         max_body_bytes=limits.max_body_bytes,
         queries=query_service(settings),
+        retention=RetentionOverrides(pool, settings.retention),
         sql_console=SqlConsole(
             settings.database_url,
             reader_url(settings.database_url),
