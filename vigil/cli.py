@@ -30,6 +30,13 @@ from storage import tenants
 from storage.database import connect, redact
 from storage.errors import StorageError, TenantExists, first_line
 from storage.migrations import migrate as apply_migrations
+from storage.retention import (
+    list_overrides,
+    parse_retention,
+    retention_text,
+    set_override,
+    unset_override,
+)
 from vigil.durations import format_duration, parse_duration
 from vigil.services import ServiceError, local_services
 from vigil.settings import Settings
@@ -44,8 +51,10 @@ app = typer.Typer(
 )
 services_app = typer.Typer(help="Run the project-local PostgreSQL + TimescaleDB and Redis.")
 tenants_app = typer.Typer(help="Manage tenants and their API keys.")
+retention_app = typer.Typer(help="Manage tenants' retention overrides (keep metrics longer).")
 app.add_typer(services_app, name="services", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants", no_args_is_help=True)
+app.add_typer(retention_app, name="retention", no_args_is_help=True)
 
 
 def _fail(message: str) -> NoReturn:
@@ -225,6 +234,69 @@ def tenants_revoke_key(
     with _database(_settings()) as conn:
         tenants.revoke_api_key(conn, key_id)
     typer.echo(f"revoked {key_id}")
+
+
+_TenantOption = Annotated[str, typer.Option("--tenant", help="The tenant's name.")]
+_TierOption = Annotated[str, typer.Option("--tier", help="raw, 1m, 1h or 1d.")]
+_PatternOption = Annotated[
+    str, typer.Option("--pattern", help="Metric-name glob: '*' any run, '?' one character.")
+]
+
+
+@retention_app.command("list")
+def retention_list(
+    tenant: _TenantOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """List a tenant's retention overrides."""
+    with _database(_settings()) as conn:
+        overrides = list_overrides(conn, tenants.get_tenant(conn, tenant).id)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "tier": o.tier,
+                        "pattern": o.pattern,
+                        "retention": retention_text(o.retention),
+                        "retention_s": o.retention.total_seconds(),
+                        "updated_at": o.updated_at.isoformat(),
+                    }
+                    for o in overrides
+                ]
+            )
+        )
+        return
+    typer.echo(f"{'TIER':<5} {'PATTERN':<32} RETENTION")
+    for o in overrides:
+        typer.echo(f"{o.tier:<5} {o.pattern:<32} {retention_text(o.retention)}")
+
+
+@retention_app.command("set")
+def retention_set(
+    tenant: _TenantOption,
+    tier: _TierOption,
+    pattern: _PatternOption,
+    keep: Annotated[
+        str, typer.Option("--retention", help="Longer than the tier's default, e.g. 30d.")
+    ],
+) -> None:
+    """Keep a tenant's metrics matching a pattern in a tier longer than the default."""
+    settings = _settings()
+    with _database(settings) as conn:
+        found = tenants.get_tenant(conn, tenant)
+        override = set_override(
+            conn, found.id, tier, pattern, parse_retention(keep), settings.retention
+        )
+    typer.echo(f"{tenant}: {tier} {pattern} kept {retention_text(override.retention)}")
+
+
+@retention_app.command("unset")
+def retention_unset(tenant: _TenantOption, tier: _TierOption, pattern: _PatternOption) -> None:
+    """Remove a tenant's override; the data it kept expires on the next retention run."""
+    with _database(_settings()) as conn:
+        unset_override(conn, tenants.get_tenant(conn, tenant).id, tier, pattern)
+    typer.echo(f"{tenant}: {tier} {pattern} back to the default retention")
 
 
 @app.command()
