@@ -58,6 +58,21 @@ def _success(data: Any) -> Response:
     )
 
 
+def _query_answer(result: QueryResult) -> Response:
+    """A query's answer, with the rollup tiers that served it as `X-Vigil-Tiers` and
+    their approximations as Prometheus's info annotations (`infos`), which Grafana
+    shows beside the panel."""
+    if result.kind == "matrix":
+        response = _matrix(result)
+    else:
+        body: dict[str, Any] = {"status": "success", "data": _data(result)}
+        if result.notes:
+            body["infos"] = list(result.notes)
+        response = Response(orjson.dumps(body), media_type="application/json")
+    response.headers["X-Vigil-Tiers"] = ",".join(result.tiers)
+    return response
+
+
 def _now_us() -> int:
     return time.time_ns() // 1000
 
@@ -102,7 +117,8 @@ def _matrix(result: QueryResult) -> Response:
         labels = orjson.dumps(dict(series.labels)).decode()
         parts.append(f'{{"metric":{labels},"values":[{points}]}}')
     body = '{"status":"success","data":{"resultType":"matrix","result":[' + ",".join(parts)
-    return Response(body + "]}}", media_type="application/json")
+    infos = f',"infos":{orjson.dumps(list(result.notes)).decode()}' if result.notes else ""
+    return Response(body + "]}" + infos + "}", media_type="application/json")
 
 
 @router.api_route("/query", methods=["GET", "POST"])
@@ -112,11 +128,13 @@ async def instant_query(request: Request, caller: CallerDep, services: ServicesD
     now = _now_us()
     query = _one(params, "query")
     at = parse_time(_one(params, "time", "now"), now, "time")
+    late = _flag(params, "include_late_data")
     tenant = str(caller.tenant.id)
 
     def answer() -> Response:
-        result = services.queries.instant_query(tenant, query, at)
-        return _matrix(result) if result.kind == "matrix" else _success(_data(result))
+        return _query_answer(
+            services.queries.instant_query(tenant, query, at, include_late_data=late)
+        )
 
     # Evaluated and encoded on a worker thread, which runs at the query priority.
     return await run_in_threadpool(answer)
@@ -132,14 +150,26 @@ async def range_query(request: Request, caller: CallerDep, services: ServicesDep
     end = parse_time(_one(params, "end"), now, "end")
     step = parse_duration(_one(params, "step"), "step")
     use_cache = "no-cache" not in request.headers.get("cache-control", "")
+    late = _flag(params, "include_late_data")
     tenant = str(caller.tenant.id)
 
     def answer() -> Response:
-        result = services.queries.range_query(tenant, query, start, end, step, now, use_cache)
-        return _matrix(result)
+        return _query_answer(
+            services.queries.range_query(
+                tenant, query, start, end, step, now, use_cache, include_late_data=late
+            )
+        )
 
     # Evaluated and encoded on a worker thread, which runs at the query priority.
     return await run_in_threadpool(answer)
+
+
+def _flag(params: dict[str, list[str]], name: str) -> bool:
+    """A boolean parameter: true/1 or false/0 (absent: false)."""
+    text = _one(params, name, "false").lower()
+    if text not in ("true", "1", "false", "0"):
+        raise BadRequest(f'invalid parameter "{name}": must be true or false')
+    return text in ("true", "1")
 
 
 def _range(params: dict[str, list[str]], now: int) -> tuple[int, int]:

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from api.dependencies import CallerDep, ServicesDep
 from querylang.engine import Explanation
 from querylang.evaluator.formatting import format_value
-from querylang.planner import choose_tier
+from querylang.planner import Plan
 from querylang.result import QueryResult
 from querylang.times import parse_duration, parse_time
 
@@ -61,6 +61,25 @@ def result_body(result: QueryResult) -> list[dict[str, Any]]:
     return body
 
 
+def plan_body(plan: Plan | None, start_us: int, step_us: int) -> dict[str, Any]:
+    """The plan as `explain` shows it: each segment's tier and step times (seconds)."""
+    if plan is None:
+        return {}
+    return {
+        "segments": [
+            {
+                "tier": segment.tier,
+                "start": (start_us + segment.first_step * step_us) / 1e6,
+                "end": (start_us + (segment.first_step + segment.steps - 1) * step_us) / 1e6,
+                "steps": segment.steps,
+            }
+            for segment in plan.segments
+        ],
+        "reason": plan.reason,
+        "approximations": list(plan.approximations),
+    }
+
+
 @router.get("/query")
 async def query(
     caller: CallerDep,
@@ -69,21 +88,36 @@ async def query(
     start: Annotated[str, Query(description="Unix seconds, RFC 3339, now or -1h.")] = "-1h",
     end: Annotated[str, Query(description="Unix seconds, RFC 3339, now or -5m.")] = "now",
     step: Annotated[str | None, Query(description="Seconds or a duration (15s, 1m).")] = None,
-    explain: Annotated[bool, Query(description="Also return the SQL and the tier.")] = False,
+    explain: Annotated[bool, Query(description="Also return the plan and its SQL.")] = False,
+    include_late_data: Annotated[
+        bool,
+        Query(description="Read raw samples instead of rollups (within raw retention)."),
+    ] = False,
     cache_control: Annotated[str, Header()] = "",
 ) -> Response:
-    """Evaluate a PromQL range query; `explain=true` adds the plan and its SQL."""
+    """Evaluate a PromQL range query; `explain=true` adds the plan and its SQL.
+
+    The answer names the storage tiers that served it and, where a rollup tier
+    answers approximately, how (`approximations`)."""
     now = time.time_ns() // 1000
     start_us = parse_time(start, now, "start")
     end_us = parse_time(end, now, "end")
     step_us = parse_duration(step, "step") if step else default_step_us(start_us, end_us)
-    explanation = Explanation(choose_tier(start_us, end_us, step_us)) if explain else None
+    explanation = Explanation() if explain else None
     tenant = str(caller.tenant.id)
     use_cache = "no-cache" not in cache_control
 
     def answer() -> Response:
         result = services.queries.range_query(
-            tenant, query, start_us, end_us, step_us, now, use_cache, explanation
+            tenant,
+            query,
+            start_us,
+            end_us,
+            step_us,
+            now,
+            use_cache,
+            explanation,
+            include_late_data=include_late_data,
         )
         body: dict[str, Any] = {
             "query": query,
@@ -91,12 +125,12 @@ async def query(
             "end": end_us / 1e6,
             "step": step_us / 1e6,
             "tiers": list(result.tiers),
+            "approximations": list(result.notes),
             "series": result_body(result),
         }
         if explanation is not None:
             body["explain"] = {
-                "tier": explanation.plan.tier,
-                "reason": explanation.plan.reason,
+                "plan": plan_body(explanation.plan, start_us, step_us),
                 "statements": [
                     {"sql": s.sql, "params": {k: _jsonable(v) for k, v in s.params.items()}}
                     for s in explanation.statements

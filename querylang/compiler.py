@@ -74,6 +74,37 @@ WHERE points.times IS NOT NULL
 """
 
 
+_ROLLUP = """
+WITH selected AS (
+    SELECT id, metric, labels FROM vigil.series WHERE tenant_id = %(tenant)s LIMIT %(max_series)s
+)
+SELECT selected.metric, selected.labels, {packed}
+FROM selected
+CROSS JOIN LATERAL (
+    SELECT {aggregates}
+    FROM {view} AS r
+    WHERE r.series_id = selected.id AND r.bucket > %(low)s AND r.bucket <= %(high)s
+) AS points
+WHERE points.c0 IS NOT NULL
+"""
+
+ROLLUP_COLUMNS = {
+    "bucket": "t",
+    "samples": "f",
+    "sum": "f",
+    "min": "f",
+    "max": "f",
+    "first_time": "t",
+    "first_value": "f",
+    "last_time": "t",
+    "last_value": "f",
+    "reset_correction": "f",
+    "increase": "f",
+}
+"""The rollup columns a statement may select, and how each is packed ("t":
+timestamptz_send, "f": float8send)."""
+
+
 @dataclass(frozen=True)
 class TimeGrid:
     """Evaluation times `start + k * step` for k < count (step 0 when count is 1)."""
@@ -141,6 +172,40 @@ def compile_range(
         "high": _timestamp(grid.end_us),
     }
     return _statement(_RANGE, matchers, params)
+
+
+def compile_rollup(
+    tenant_id: str,
+    matchers: tuple[ast.Matcher, ...],
+    view: str,
+    columns: tuple[str, ...],
+    low_us: int,
+    high_us: int,
+    max_series: int,
+) -> Statement:
+    """The rollup rows of every matching series in one tier's view `vigil.<view>` with
+    bucket ends in (low, high]: per series, one packed string per column (the
+    bucket's end always first), unordered."""
+    if not view.startswith("rollups_") or not view[len("rollups_") :].isalnum():
+        raise ValueError(f"not a rollup view: {view!r}")
+    chosen = ("bucket", *columns)
+    unknown = [name for name in chosen if name not in ROLLUP_COLUMNS]
+    if unknown:
+        raise ValueError(f"not rollup columns: {unknown}")
+    aggregates = ", ".join(
+        f"string_agg({'timestamptz_send' if ROLLUP_COLUMNS[name] == 't' else 'float8send'}"
+        f"(r.{name}{'::float8' if name == 'samples' else ''}), '') AS c{index}"
+        for index, name in enumerate(chosen)
+    )
+    packed = ", ".join(f"points.c{index}" for index in range(len(chosen)))
+    params: dict[str, Any] = {
+        "tenant": tenant_id,
+        "max_series": max_series,
+        "low": _timestamp(low_us),
+        "high": _timestamp(high_us),
+    }
+    text = _ROLLUP.format(packed=packed, aggregates=aggregates, view=f"vigil.{view}")
+    return _statement(text, matchers, params)
 
 
 def compile_series(

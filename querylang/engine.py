@@ -7,25 +7,34 @@ compiled to one SQL statement and run through `storage.selections`.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TypeVar
 
 import numpy as np
 import psycopg
 
 from querylang import ast
-from querylang.compiler import Statement, TimeGrid, compile_instant, compile_range
+from querylang.compiler import (
+    ROLLUP_COLUMNS,
+    Statement,
+    TimeGrid,
+    compile_instant,
+    compile_range,
+    compile_rollup,
+)
 from querylang.errors import BadRequest, QueryLimitExceeded, QueryTimeout
 from querylang.evaluator.context import Context
 from querylang.evaluator.evaluate import evaluate
 from querylang.evaluator.values import RangeVector, Scalar, String, Value, Vector
 from querylang.parser import parse
-from querylang.planner import Plan, choose_tier
-from querylang.result import QueryResult, Series
+from querylang.planner import RAW, Plan, Segment, TierCoverage, plan, raw_plan
+from querylang.result import Labels, QueryResult, Series
 from querylang.typecheck import value_type
 from storage.errors import StatementTimeout
-from storage.selections import SelectedSeries, fetch_selection
+from storage.rollups import TIERS, Tier, read_watermarks
+from storage.selections import SelectedColumns, SelectedSeries, fetch_columns, fetch_selection
 
 
 @dataclass(frozen=True)
@@ -43,11 +52,20 @@ class QueryLimits:
         return self.lookback // timedelta(microseconds=1)
 
 
+@dataclass(frozen=True)
+class TierPolicy:
+    """How the planner may use rollup tiers: each tier's retention (µs; raw, 1m, 1h,
+    1d) and the buckets a step needs at least."""
+
+    retention_us: dict[str, int]
+    points_per_step: float = 1.0
+
+
 @dataclass
 class Explanation:
-    """What `explain=true` shows: the tier chosen and every statement run."""
+    """What `explain=true` shows: the plan and every statement run."""
 
-    plan: Plan
+    plan: Plan | None = None
     statements: list[Statement] = field(default_factory=list)
 
 
@@ -86,29 +104,68 @@ class DatabaseSource:
         )
         return self._run(statement)
 
+    def rollup(
+        self,
+        matchers: tuple[ast.Matcher, ...],
+        tier: Tier,
+        columns: tuple[str, ...],
+        low_us: int,
+        high_us: int,
+    ) -> Sequence[SelectedColumns]:
+        statement = compile_rollup(
+            self._tenant_id,
+            matchers,
+            tier.view,
+            columns,
+            low_us,
+            high_us,
+            self._limits.max_series + 1,
+        )
+        kinds = "".join(ROLLUP_COLUMNS[name] for name in ("bucket", *columns))
+        found = self._fetch(
+            lambda timeout: fetch_columns(
+                self._conn, statement.sql, statement.params, timeout, kinds
+            ),
+            statement,
+        )
+        return self._counted(found, [len(series.columns[0]) for series in found])
+
     def _run(self, statement: Statement) -> list[SelectedSeries]:
+        found = self._fetch(
+            lambda timeout: fetch_selection(self._conn, statement.sql, statement.params, timeout),
+            statement,
+        )
+        return self._counted(found, [len(series.times_us) for series in found])
+
+    def _fetch(
+        self, fetch: Callable[[timedelta], list[_Found]], statement: Statement
+    ) -> list[_Found]:
         self._explanation.statements.append(statement)
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:
             raise QueryTimeout(_timeout_message(self._limits))
         try:
-            found = fetch_selection(
-                self._conn, statement.sql, statement.params, timedelta(seconds=remaining)
-            )
+            return fetch(timedelta(seconds=remaining))
         except StatementTimeout as exc:
             raise QueryTimeout(_timeout_message(self._limits)) from exc
+
+    def _counted(self, found: list[_Found], points: list[int]) -> list[_Found]:
+        """`found`, unless it breaks the series or sample limit."""
         if len(found) > self._limits.max_series:
             raise QueryLimitExceeded(
                 f"a selector matched more than {self._limits.max_series} series; "
                 "narrow it with more label matchers"
             )
-        self._samples += sum(len(series.times_us) for series in found)
+        self._samples += sum(points)
         if self._samples > self._limits.max_samples:
             raise QueryLimitExceeded(
                 f"query would load more than {self._limits.max_samples} samples; "
                 "shorten the range or narrow the selectors"
             )
         return found
+
+
+_Found = TypeVar("_Found", SelectedSeries, SelectedColumns)
 
 
 def _timeout_message(limits: QueryLimits) -> str:
@@ -118,8 +175,10 @@ def _timeout_message(limits: QueryLimits) -> str:
 class QueryEngine:
     """Evaluates PromQL for a tenant against the database."""
 
-    def __init__(self, limits: QueryLimits) -> None:
+    def __init__(self, limits: QueryLimits, tiers: TierPolicy | None = None) -> None:
+        """Without a tier policy every query reads raw samples."""
         self.limits = limits
+        self.tiers = tiers
 
     def range_query(
         self,
@@ -130,8 +189,11 @@ class QueryEngine:
         end_us: int,
         step_us: int,
         explanation: Explanation | None = None,
+        now_us: int | None = None,
+        include_late_data: bool = False,
     ) -> QueryResult:
-        """`query` at every step from start to end, as Prometheus's /query_range."""
+        """`query` at every step from start to end, as Prometheus's /query_range.
+        `now_us` (default: the clock) is what tier retention is measured from."""
         steps = self.check_range(start_us, end_us, step_us)
         expr = parse(query) if isinstance(query, str) else query
         kind = value_type(expr)
@@ -141,10 +203,13 @@ class QueryEngine:
                 "must be Scalar or instant Vector"
             )
         grid = TimeGrid(start_us, step_us, steps)
-        value, plan = self._evaluate(conn, tenant_id, expr, grid, start_us, end_us, explanation)
+        value, plan = self._evaluate(
+            conn, tenant_id, expr, grid, (start_us, end_us), explanation, now_us, include_late_data
+        )
         times = grid.times_us
+        tiers, notes = plan.tiers, plan.approximations
         if isinstance(value, Scalar):
-            return QueryResult("matrix", [Series((), times, value.values)], (plan.tier,))
+            return QueryResult("matrix", [Series((), times, value.values)], tiers, notes=notes)
         assert isinstance(value, Vector)
         series = [
             Series(labels, times[present], value.values[row][present])
@@ -152,7 +217,7 @@ class QueryEngine:
             if present.any()
         ]
         series.sort(key=lambda s: s.labels)
-        return QueryResult("matrix", series, (plan.tier,))
+        return QueryResult("matrix", series, tiers, notes=notes)
 
     def check_range(self, start_us: int, end_us: int, step_us: int) -> int:
         """The number of steps of a valid range, or BadRequest saying what is wrong."""
@@ -178,24 +243,61 @@ class QueryEngine:
         query: str | ast.Expr,
         time_us: int,
         explanation: Explanation | None = None,
+        now_us: int | None = None,
+        include_late_data: bool = False,
     ) -> QueryResult:
         """`query` at one time, as Prometheus's /query."""
         expr = parse(query) if isinstance(query, str) else query
         grid = TimeGrid(time_us, 0, 1)
-        value, plan = self._evaluate(conn, tenant_id, expr, grid, time_us, time_us, explanation)
-        tiers = (plan.tier,)
+        value, plan = self._evaluate(
+            conn, tenant_id, expr, grid, (time_us, time_us), explanation, now_us, include_late_data
+        )
+        tiers, notes = plan.tiers, plan.approximations
         stamp = np.array([time_us], dtype=np.int64)
         if isinstance(value, Scalar):
-            return QueryResult("scalar", [Series((), stamp, value.values)], tiers)
+            return QueryResult("scalar", [Series((), stamp, value.values)], tiers, notes=notes)
         if isinstance(value, String):
-            return QueryResult("string", [Series((), stamp, np.zeros(1))], tiers, value.value)
+            return QueryResult(
+                "string", [Series((), stamp, np.zeros(1))], tiers, value.value, notes=notes
+            )
         if isinstance(value, RangeVector):
-            return QueryResult("matrix", _window_samples(value, time_us), tiers)
+            return QueryResult("matrix", _window_samples(value, time_us), tiers, notes=notes)
         assert isinstance(value, Vector)
         rows = [row for row in range(len(value.labels)) if value.present[row, 0]]
         rows = _instant_order(expr, value, rows)
         series = [Series(value.labels[row], stamp, value.values[row, :1]) for row in rows]
-        return QueryResult("vector", series, tiers)
+        return QueryResult("vector", series, tiers, notes=notes)
+
+    def plan(
+        self,
+        conn: psycopg.Connection,
+        expr: ast.Expr,
+        grid: TimeGrid,
+        now_us: int | None = None,
+        include_late_data: bool = False,
+    ) -> Plan:
+        """Which tier serves each step (raw throughout without a tier policy)."""
+        if self.tiers is None:
+            return raw_plan(grid.count, "raw samples: rollup tiers are not enabled")
+        now = int(time.time() * 1e6) if now_us is None else now_us
+        watermarks = read_watermarks(conn)
+        retention = self.tiers.retention_us
+        coverage = [TierCoverage(RAW, 0, retention.get(RAW), None)] + [
+            TierCoverage(
+                name, tier.width_us, retention.get(name), watermarks[name].materialised_to_us
+            )
+            for name, tier in TIERS.items()
+            if watermarks[name].materialised_to_us is not None
+        ]
+        return plan(
+            expr,
+            grid,
+            coverage,
+            now,
+            self.limits.lookback_us,
+            self.tiers.points_per_step,
+            include_late_data,
+        )
 
     def _evaluate(
         self,
@@ -203,22 +305,65 @@ class QueryEngine:
         tenant_id: str,
         expr: ast.Expr,
         grid: TimeGrid,
-        start_us: int,
-        end_us: int,
+        query_range: tuple[int, int],
         explanation: Explanation | None,
+        now_us: int | None,
+        include_late_data: bool,
     ) -> tuple[Value, Plan]:
-        plan = choose_tier(start_us, end_us, grid.step_us)
-        explained = explanation if explanation is not None else Explanation(plan)
-        explained.plan = plan
+        chosen = self.plan(conn, expr, grid, now_us, include_late_data)
+        explained = explanation if explanation is not None else Explanation()
+        explained.plan = chosen
         deadline = time.monotonic() + self.limits.timeout.total_seconds()
         source = DatabaseSource(conn, tenant_id, self.limits, deadline, explained)
-        ctx = Context(
-            grid, start_us, end_us, self.limits.lookback_us, source, self.limits.max_points * 100
-        )
-        value = evaluate(expr, ctx)
+        parts = []
+        for segment in chosen.segments:
+            tier = None if segment.tier == RAW else TIERS[segment.tier]
+            lookback = self.limits.lookback_us
+            if tier is not None:
+                lookback = max(lookback, tier.width_us)
+            ctx = Context(
+                _segment_grid(grid, segment),
+                *query_range,
+                lookback,
+                source,
+                self.limits.max_points * 100,
+                tier,
+            )
+            parts.append(evaluate(expr, ctx))
         if time.monotonic() > deadline:
             raise QueryTimeout(_timeout_message(self.limits))
-        return value, plan
+        return _joined(parts), chosen
+
+
+def _segment_grid(grid: TimeGrid, segment: Segment) -> TimeGrid:
+    return TimeGrid(grid.start_us + segment.first_step * grid.step_us, grid.step_us, segment.steps)
+
+
+def _joined(parts: list[Value]) -> Value:
+    """The values of consecutive segments as one value over all their steps."""
+    if len(parts) == 1:
+        return parts[0]
+    if all(isinstance(part, Scalar) for part in parts):
+        return Scalar(np.concatenate([part.values for part in parts]))  # type: ignore[union-attr]
+    assert all(isinstance(part, Vector) for part in parts)
+    vectors: list[Vector] = parts  # type: ignore[assignment]
+    rows: dict[Labels, int] = {}
+    for vector in vectors:
+        for labels in vector.labels:
+            rows.setdefault(labels, len(rows))
+    steps = sum(vector.values.shape[1] for vector in vectors)
+    values = np.zeros((len(rows), steps))
+    present = np.zeros((len(rows), steps), dtype=bool)
+    offset = 0
+    for vector in vectors:
+        width = vector.values.shape[1]
+        for row, labels in enumerate(vector.labels):
+            target = rows[labels]
+            mask = vector.present[row]
+            values[target, offset : offset + width][mask] = vector.values[row][mask]
+            present[target, offset : offset + width] |= mask
+        offset += width
+    return Vector(list(rows), values, present)
 
 
 def _window_samples(matrix: RangeVector, time_us: int) -> list[Series]:

@@ -1,27 +1,240 @@
-"""The planner: which storage tier serves a query, and which raw time range it reads.
+"""The planner: which storage tier serves each step of a query, and which raw time
+range a query reads.
 
-Only the raw tier exists until rollups land; the interface already takes the
-query's range and step, so coarser tiers slot in without touching callers.
+Tiers, finest first: raw samples, then the 1m, 1h and 1d rollups. For every step the
+planner takes the coarsest tier that (a) gives at least `points_per_step` buckets per
+step (per the smallest range window for an instant query), (b) is built up to what
+the step reads (its watermark) and (c) still holds what the step reads back to (its
+retention); where no tier fits (a), the finest tier that covers the step. Runs of
+steps on the same tier become segments, so a 30-day range can read 1h rollups for
+its past and raw samples for the minutes not rolled up yet. Expressions a tier cannot
+answer (see evaluator/tiers.py) read raw samples throughout, as does
+`include_late_data`, which bypasses rollups that late samples may not have reached.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
 
 from querylang import ast
+from querylang.compiler import TimeGrid
+from querylang.evaluator.tiers import TIER_FUNCTIONS
+
+RAW = "raw"
+
+
+@dataclass(frozen=True)
+class TierCoverage:
+    """What one tier holds now: bucket width (0 for raw), how far back it keeps data
+    (None: no limit), and the last bucket end it is built to (None for raw)."""
+
+    name: str
+    width_us: int
+    retention_us: int | None
+    built_to_us: int | None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Steps first_step … first_step + steps - 1 of the grid, served by `tier`."""
+
+    tier: str
+    first_step: int
+    steps: int
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The tier chosen and why, as `explain` shows it."""
+    """The tiers chosen, why, and where their answers are approximate (with bounds),
+    as `explain` and every response show them."""
 
-    tier: str
+    segments: tuple[Segment, ...]
     reason: str
+    approximations: tuple[str, ...] = ()
+
+    @property
+    def tiers(self) -> tuple[str, ...]:
+        """The tiers used, in step order, each once."""
+        return tuple(dict.fromkeys(segment.tier for segment in self.segments))
 
 
-def choose_tier(start_us: int, end_us: int, step_us: int) -> Plan:
-    """The storage tier for a query over [start, end] at `step`."""
-    return Plan("raw", "raw samples: the only tier with data (rollup tiers not built yet)")
+def raw_plan(steps: int, reason: str) -> Plan:
+    """Every step from raw samples."""
+    return Plan((Segment(RAW, 0, steps),), reason)
+
+
+def plan(
+    expr: ast.Expr,
+    grid: TimeGrid,
+    coverage: Sequence[TierCoverage],
+    now_us: int,
+    lookback_us: int,
+    points_per_step: float = 1.0,
+    include_late_data: bool = False,
+) -> Plan:
+    """The tier of every step of `expr` evaluated on `grid` (coverage: finest first)."""
+    if include_late_data:
+        return raw_plan(grid.count, "include_late_data: raw samples, which late writes reach first")
+    reads = _Reads(lookback_us)
+    refusal = reads.walk(expr)
+    if refusal is not None:
+        return raw_plan(grid.count, f"raw samples: {refusal}")
+    spacing = grid.step_us if grid.step_us > 0 else min(reads.ranges, default=0)
+    times = grid.times_us
+    chosen = np.full(grid.count, -1)
+    fallback = np.full(grid.count, -1)
+    for index, tier in enumerate(coverage):
+        covered = np.ones(grid.count, dtype=bool)
+        if tier.built_to_us is not None:
+            covered &= times - reads.forward_us <= tier.built_to_us
+        if tier.retention_us is not None:
+            covered &= times - reads.back_us >= now_us - tier.retention_us
+        if tier.width_us * points_per_step <= spacing or tier.width_us == 0:
+            chosen[covered] = index
+        fallback[covered & (fallback < 0)] = index
+    chosen = np.where(chosen >= 0, chosen, np.where(fallback >= 0, fallback, 0))
+    segments = []
+    start = 0
+    for step in range(1, grid.count + 1):
+        if step == grid.count or chosen[step] != chosen[start]:
+            segments.append(Segment(coverage[int(chosen[start])].name, start, step - start))
+            start = step
+    used = [tier for index, tier in enumerate(coverage) if (chosen == index).any()]
+    reason = (
+        f"per step, the coarsest tier with at least {points_per_step:g} bucket(s) per "
+        f"{_duration(spacing)} whose watermark and retention cover what the step reads: "
+        + ", ".join(
+            f"{segment.tier} for {segment.steps} step(s) from "
+            f"{_instant(int(times[segment.first_step]))}"
+            for segment in segments
+        )
+    )
+    notes = [note for tier in used if tier.width_us for note in reads.approximations(tier, grid)]
+    return Plan(tuple(segments), reason, tuple(dict.fromkeys(notes)))
+
+
+class _Reads:
+    """What an expression reads, relative to each step time: how far back and forward,
+    its range windows, and the rollup-answered functions it uses."""
+
+    def __init__(self, lookback_us: int) -> None:
+        self.lookback_us = lookback_us
+        self.back_us = 0
+        self.forward_us = 0
+        self.ranges: list[int] = []
+        self.functions: set[str] = set()
+        self.instant = False
+        self.offsets: set[int] = set()
+
+    def walk(self, expr: ast.Expr) -> str | None:
+        """None when a rollup tier can answer `expr`, else why not."""
+        match expr:
+            case ast.VectorSelector():
+                if expr.at is not None:
+                    return "the @ modifier"
+                self.instant = True
+                self._read(expr.offset_us, self.lookback_us)
+                return None
+            case ast.MatrixSelector():
+                return "a range vector outside a rollup function"
+            case ast.Subquery():
+                return "a subquery"
+            case ast.Call() if expr.func in TIER_FUNCTIONS:
+                selector = expr.args[0]
+                if not isinstance(selector, ast.MatrixSelector):
+                    return f"{expr.func} of a subquery"
+                if selector.vector.at is not None:
+                    return "the @ modifier"
+                self.functions.add(expr.func)
+                self.ranges.append(selector.range_us)
+                self._read(selector.vector.offset_us, selector.range_us)
+                return None
+            case ast.Call():
+                if any(isinstance(arg, ast.MatrixSelector | ast.Subquery) for arg in expr.args):
+                    return f"{expr.func} needs every raw sample"
+                if expr.func == "histogram_quantile":
+                    self.functions.add(expr.func)
+                return self._walk_all(expr.args)
+            case ast.UnaryExpr():
+                return self.walk(expr.expr)
+            case ast.BinaryExpr():
+                return self._walk_all((expr.lhs, expr.rhs))
+            case ast.AggregateExpr():
+                parts = (expr.expr,) if expr.param is None else (expr.param, expr.expr)
+                return self._walk_all(parts)
+        return None
+
+    def _walk_all(self, exprs: Sequence[ast.Expr]) -> str | None:
+        for part in exprs:
+            refusal = self.walk(part)
+            if refusal is not None:
+                return refusal
+        return None
+
+    def _read(self, offset_us: int, span_us: int) -> None:
+        self.back_us = max(self.back_us, offset_us + span_us)
+        self.forward_us = min(self.forward_us, offset_us)
+        self.offsets.add(offset_us)
+
+    def approximations(self, tier: TierCoverage, grid: TimeGrid) -> list[str]:
+        """Where answers from `tier` may differ from raw ones, and by how much."""
+        width = _duration(tier.width_us)
+        notes = []
+        if self.instant and tier.width_us > self.lookback_us:
+            notes.append(
+                f"{tier.name}: instant selectors look back {width} (one bucket) instead of "
+                f"{_duration(self.lookback_us)}, so a series stays visible up to {width} "
+                "after its last sample"
+            )
+        for range_us in sorted(set(self.ranges)):
+            if range_us < tier.width_us:
+                notes.append(
+                    f"{tier.name}: [{_duration(range_us)}] windows are widened to one "
+                    f"{width} bucket"
+                )
+            elif range_us % tier.width_us:
+                notes.append(
+                    f"{tier.name}: [{_duration(range_us)}] is not a whole number of {width} "
+                    "buckets; windows take the buckets whose middle they contain (up to half "
+                    "a bucket more or less at each edge)"
+                )
+        aligned = all(
+            (grid.start_us - offset) % tier.width_us == 0 for offset in self.offsets
+        ) and (grid.count == 1 or grid.step_us % tier.width_us == 0)
+        if not aligned:
+            notes.append(
+                f"{tier.name}: steps do not fall on {width} bucket ends; each step reads "
+                "the buckets ending by then (up to one bucket of samples earlier than raw)"
+            )
+        if self.functions & {"rate", "increase"}:
+            notes.append(
+                f"{tier.name}: rate/increase count the exact increase between each window's "
+                "first and last sample; extrapolation to the window edges sees 2 samples per "
+                "bucket instead of all, which changes the result only around gaps"
+            )
+        if "histogram_quantile" in self.functions:
+            notes.append(
+                f"{tier.name}: histogram_quantile interpolates within le buckets as on raw "
+                "samples (error bounded by the width of the bucket holding the quantile), "
+                "from the rates above"
+            )
+        return notes
+
+
+def _instant(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _duration(us: int) -> str:
+    """µs as a short duration: 1h, 5m, 90s."""
+    for unit, size in (("d", 86_400_000_000), ("h", 3_600_000_000), ("m", 60_000_000)):
+        if us and us % size == 0:
+            return f"{us // size}{unit}"
+    return f"{us / 1e6:g}s"
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ class QueryResult:
     `kind` is the PromQL type: a range query always answers "matrix"; an instant
     query answers "vector", "scalar", "string" or "matrix" (a range selector).
     For "scalar" and "string", `series` holds one unlabelled series (string values
-    are in `text`). `tiers` names the storage tiers that served it.
+    are in `text`). `tiers` names the storage tiers that served it, and `notes`
+    where their answers are approximate, with the bound.
     """
 
     kind: Literal["matrix", "vector", "scalar", "string"]
@@ -36,3 +37,4 @@ class QueryResult:
     tiers: tuple[str, ...] = ("raw",)
     text: str = ""
     warnings: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = field(default=())

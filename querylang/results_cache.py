@@ -30,6 +30,7 @@ from querylang import ast
 from querylang.planner import extent
 from querylang.printer import to_promql
 from querylang.result import Labels, QueryResult, Series
+from storage.rollups import TIERS
 
 log = logging.getLogger(__name__)
 
@@ -177,9 +178,13 @@ class ResultsCache:
                 part = _merge([result], block.start_us, block.end_us)
                 pipe.set(key, _encode(part), ex=self._ttl_s)
                 reads = extent(expr, block.start_us, block.end_us, lookback_us)
+                # A rollup bucket holds samples up to a width before a window's start
+                # (windows widened to a bucket, buckets by their middle) and after a step.
+                pad = max((TIERS[t].width_us for t in part.tiers if t in TIERS), default=0)
+                low, high = reads.start_us - 2 * pad, reads.end_us + pad
                 for metric in reads.metrics:
                     index_key = self._index_key(tenant_id, metric or _ANY_METRIC)
-                    pipe.zadd(index_key, {f"{key}|{reads.end_us}": reads.start_us})
+                    pipe.zadd(index_key, {f"{key}|{high}": low})
                     pipe.expire(index_key, self._ttl_s)
             pipe.execute()
         except redis.RedisError as exc:
@@ -212,8 +217,10 @@ def _merge(parts: Iterable[QueryResult], start_us: int, end_us: int) -> QueryRes
     times: dict[Labels, list[np.ndarray]] = {}
     values: dict[Labels, list[np.ndarray]] = {}
     tiers: list[str] = []
+    notes: list[str] = []
     for part in parts:
         tiers.extend(t for t in part.tiers if t not in tiers)
+        notes.extend(n for n in part.notes if n not in notes)
         for series in part.series:
             keep = (series.times_us >= start_us) & (series.times_us <= end_us)
             if keep.any():
@@ -224,7 +231,7 @@ def _merge(parts: Iterable[QueryResult], start_us: int, end_us: int) -> QueryRes
         t = np.concatenate(times[labels])
         order = np.argsort(t, kind="stable")
         merged.append(Series(labels, t[order], np.concatenate(values[labels])[order]))
-    return QueryResult("matrix", merged, tuple(tiers) or ("raw",))
+    return QueryResult("matrix", merged, tuple(tiers) or ("raw",), notes=tuple(notes))
 
 
 def _encode(result: QueryResult) -> bytes:
@@ -233,6 +240,7 @@ def _encode(result: QueryResult) -> bytes:
             "labels": [list(map(list, s.labels)) for s in result.series],
             "counts": [len(s.times_us) for s in result.series],
             "tiers": list(result.tiers),
+            "notes": list(result.notes),
         }
     )
     times = b"".join(s.times_us.astype("<i8").tobytes() for s in result.series)
@@ -258,4 +266,4 @@ def _decode(blob: bytes) -> QueryResult:
             )
         )
         offset += count
-    return QueryResult("matrix", series, tuple(header["tiers"]))
+    return QueryResult("matrix", series, tuple(header["tiers"]), notes=tuple(header["notes"]))

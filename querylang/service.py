@@ -45,8 +45,10 @@ class QueryService:
         now_us: int,
         use_cache: bool = True,
         explanation: Explanation | None = None,
+        include_late_data: bool = False,
     ) -> QueryResult:
-        """A range query; its settled past comes from the cache when allowed."""
+        """A range query; its settled past comes from the cache when allowed (never
+        with `include_late_data`, which asks for raw samples over rollups)."""
         lower_thread_priority(self._nice)
         self.engine.check_range(start_us, end_us, step_us)
         expr = parse(query)
@@ -54,10 +56,18 @@ class QueryService:
         def compute(first_us: int, last_us: int) -> QueryResult:
             with self._pool.connection() as conn:
                 return self.engine.range_query(
-                    conn, tenant_id, expr, first_us, last_us, step_us, explanation
+                    conn,
+                    tenant_id,
+                    expr,
+                    first_us,
+                    last_us,
+                    step_us,
+                    explanation,
+                    now_us,
+                    include_late_data,
                 )
 
-        if self._cache is None or not use_cache or explanation is not None:
+        if self._cache is None or not use_cache or explanation is not None or include_late_data:
             return compute(start_us, end_us)
         return self._cache.range_query(
             tenant_id,
@@ -71,12 +81,19 @@ class QueryService:
         )
 
     def instant_query(
-        self, tenant_id: str, query: str, time_us: int, explanation: Explanation | None = None
+        self,
+        tenant_id: str,
+        query: str,
+        time_us: int,
+        explanation: Explanation | None = None,
+        include_late_data: bool = False,
     ) -> QueryResult:
         """An instant query."""
         lower_thread_priority(self._nice)
         with self._pool.connection() as conn:
-            return self.engine.instant_query(conn, tenant_id, query, time_us, explanation)
+            return self.engine.instant_query(
+                conn, tenant_id, query, time_us, explanation, include_late_data=include_late_data
+            )
 
     def series(
         self, tenant_id: str, selectors: Sequence[str], start_us: int, end_us: int

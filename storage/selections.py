@@ -56,6 +56,41 @@ def _unpacked(
     return SelectedSeries(metric, labels, times_us, unpacked)
 
 
+@dataclass(frozen=True)
+class SelectedColumns:
+    """One series of a rollup selection: its metric, labels and one array per
+    selected column, all ordered by the first (the bucket)."""
+
+    metric: str
+    labels: Mapping[str, str]
+    columns: tuple[npt.NDArray[Any], ...]
+
+
+def fetch_columns(
+    conn: psycopg.Connection,
+    statement: str,
+    params: Mapping[str, Any],
+    timeout: timedelta,
+    kinds: str,
+) -> list[SelectedColumns]:
+    """Run a compiled rollup selection: after metric and labels, one packed binary
+    string per column, `kinds[i]` saying how to unpack column i ("t": timestamptz_send
+    as Unix µs, "f": float8send)."""
+    selected = []
+    for metric, labels, *packed in fetch_rows(conn, statement, params, timeout):
+        columns = [
+            np.frombuffer(data, dtype=">i8").astype(np.int64) + _POSTGRES_EPOCH_US
+            if kind == "t"
+            else np.frombuffer(data, dtype=">f8").astype(np.float64)
+            for kind, data in zip(kinds, packed, strict=True)
+        ]
+        if len(columns[0]) > 1 and (np.diff(columns[0]) < 0).any():
+            order = np.argsort(columns[0], kind="stable")
+            columns = [column[order] for column in columns]
+        selected.append(SelectedColumns(metric, labels, tuple(columns)))
+    return selected
+
+
 def fetch_rows(
     conn: psycopg.Connection, statement: str, params: Mapping[str, Any], timeout: timedelta
 ) -> list[tuple[Any, ...]]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import psycopg
 import pytest
@@ -62,18 +63,32 @@ def bus_settings(settings: Settings, database_url: str) -> Settings:
     return settings.model_copy(update={"bus": bus})
 
 
-@pytest.fixture
-def fresh_database_url(settings: Settings, database_url: str) -> Iterator[str]:
-    """A database of its own, migrated, for tests that move global state such as the
-    rollup watermarks; dropped afterwards."""
-    name = f"vigil_test_{uuid.uuid4().hex[:12]}"
-    with connect(database_url) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = database_url.rsplit("/", 1)[0] + "/" + name
-    try:
-        with connect(url) as conn:
-            migrate(conn, samples_chunk_interval=settings.storage.samples_chunk_interval)
-        yield url
-    finally:
+@pytest.fixture(scope="session")
+def fresh_databases(
+    settings: Settings, database_url: str
+) -> Callable[[], AbstractContextManager[str]]:
+    """Makes databases of their own, migrated, for tests that move global state such as
+    the rollup watermarks; each is dropped when its context ends."""
+
+    @contextmanager
+    def fresh() -> Iterator[str]:
+        name = f"vigil_test_{uuid.uuid4().hex[:12]}"
         with connect(database_url) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = database_url.rsplit("/", 1)[0] + "/" + name
+        try:
+            with connect(url) as conn:
+                migrate(conn, samples_chunk_interval=settings.storage.samples_chunk_interval)
+            yield url
+        finally:
+            with connect(database_url) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return fresh
+
+
+@pytest.fixture
+def fresh_database_url(fresh_databases: Callable[[], AbstractContextManager[str]]) -> Iterator[str]:
+    """A database of its own for one test (see fresh_databases)."""
+    with fresh_databases() as url:
+        yield url

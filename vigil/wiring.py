@@ -21,7 +21,7 @@ from ingest.intake import Intake
 from ingest.rate_limit import RateLimiter, RateLimits
 from ingest.validation import Limits, SeriesRules
 from ingest.writer import Writer, WriterStats
-from querylang.engine import QueryEngine, QueryLimits
+from querylang.engine import QueryEngine, QueryLimits, TierPolicy
 from querylang.results_cache import ResultsCache
 from querylang.service import QueryService
 from storage.database import Pool, connect
@@ -119,7 +119,14 @@ def query_service(settings: Settings) -> QueryService:
             max_points=query.max_points,
             max_samples=query.max_samples,
             lookback=query.lookback_delta,
-        )
+        ),
+        TierPolicy(
+            retention_us={
+                tier: settings.retention.of(tier) // timedelta(microseconds=1)
+                for tier in ("raw", "1m", "1h", "1d")
+            },
+            points_per_step=settings.rollup.points_per_step,
+        ),
     )
     return QueryService(
         Pool(settings.database_url, nice=query.nice),

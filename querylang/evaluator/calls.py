@@ -9,7 +9,7 @@ import numpy as np
 
 from querylang import ast
 from querylang.errors import EvaluationError
-from querylang.evaluator import windows
+from querylang.evaluator import selectors, tiers, windows
 from querylang.evaluator.context import Context
 from querylang.evaluator.quantiles import bucket_quantile
 from querylang.evaluator.values import (
@@ -95,7 +95,12 @@ def _round(values: Floats, present: Mask, to_nearest: Floats | None = None) -> t
 
 
 def _range_function(call: ast.Call, ctx: Context, evaluate: Evaluate) -> Value:
-    matrix = _matrix(call.args[0], ctx, evaluate)
+    selector = call.args[0]
+    if ctx.tier is not None and isinstance(selector, ast.MatrixSelector):
+        vector = selector.vector
+        ends = selectors.window_ends(ctx.effective_grid(vector.offset_us, vector.at), ctx)
+        return _unique_over_time(tiers.range_function(call, ctx, ends))
+    matrix = _matrix(selector, ctx, evaluate)
     return _unique_over_time(windows.RANGE_FUNCTIONS[call.func](matrix))
 
 

@@ -9,7 +9,8 @@ from typing import Protocol
 from querylang import ast
 from querylang.compiler import TimeGrid
 from querylang.evaluator.values import Ints
-from storage.selections import SelectedSeries
+from storage.rollups import Tier
+from storage.selections import SelectedColumns, SelectedSeries
 
 DEFAULT_SUBQUERY_STEP_US = 60_000_000
 """Prometheus's default evaluation interval, the step of `expr[range:]`."""
@@ -31,11 +32,23 @@ class SampleSource(Protocol):
         """Per series, every sample in [grid start - range, grid end]."""
         ...
 
+    def rollup(
+        self,
+        matchers: tuple[ast.Matcher, ...],
+        tier: Tier,
+        columns: tuple[str, ...],
+        low_us: int,
+        high_us: int,
+    ) -> Sequence[SelectedColumns]:
+        """Per series, the bucket end and `columns` of every `tier` bucket ending in
+        (low, high], in bucket order."""
+        ...
+
 
 @dataclass(frozen=True)
 class Context:
     """One evaluation: the grid of step times, the query's own start and end (for
-    `@ start()` / `@ end()`), the lookback, and the sample source."""
+    `@ start()` / `@ end()`), the lookback, the sample source and the tier it reads."""
 
     grid: TimeGrid
     query_start_us: int
@@ -44,6 +57,8 @@ class Context:
     source: SampleSource
     max_steps: int = 1_000_000
     """Most steps any grid (a subquery's included) may have."""
+    tier: Tier | None = None
+    """The rollup tier selectors read (None: raw samples)."""
 
     @property
     def times(self) -> Ints:

@@ -9,6 +9,7 @@ import numpy as np
 from querylang import ast
 from querylang.compiler import TimeGrid
 from querylang.errors import QueryLimitExceeded
+from querylang.evaluator import tiers
 from querylang.evaluator.context import DEFAULT_SUBQUERY_STEP_US, Context
 from querylang.evaluator.values import RangeVector, Value, Vector, is_stale, labels_of
 
@@ -17,7 +18,11 @@ def instant(selector: ast.VectorSelector, ctx: Context) -> Vector:
     """Each series' latest sample at or before every step, within the lookback
     ([t - lookback, t], Prometheus 2.x), unless that sample is a stale marker."""
     grid = ctx.effective_grid(selector.offset_us, selector.at)
-    found = ctx.source.instant(selector.matchers, grid, ctx.lookback_us)
+    if ctx.tier is None:
+        found = ctx.source.instant(selector.matchers, grid, ctx.lookback_us)
+    else:
+        low = grid.start_us - ctx.lookback_us
+        found = tiers.instant_points(selector.matchers, ctx.tier, low, grid.end_us, ctx)
     ends = grid.times_us
     count = len(found)
     values = np.zeros((count, grid.count))
@@ -52,7 +57,7 @@ def range_of(selector: ast.MatrixSelector, ctx: Context) -> RangeVector:
         labels.append(labels_of(series.metric, series.labels.items()))
         times.append(series.times_us[fresh])
         values.append(series.values[fresh])
-    return RangeVector(labels, times, values, _window_ends(grid, ctx), selector.range_us)
+    return RangeVector(labels, times, values, window_ends(grid, ctx), selector.range_us)
 
 
 def subquery(
@@ -71,15 +76,16 @@ def subquery(
             "use a coarser subquery step"
         )
     if count == 0:
-        return RangeVector([], [], [], _window_ends(grid, ctx), node.range_us)
+        return RangeVector([], [], [], window_ends(grid, ctx), node.range_us)
     inner_times = first + step * np.arange(count, dtype=np.int64)
     inner = evaluate(node.expr, ctx.on(TimeGrid(first, step, count)))
     assert isinstance(inner, Vector)
     times = [inner_times[row] for row in inner.present]
     values = [inner.values[row][inner.present[row]] for row in range(len(inner.labels))]
-    return RangeVector(list(inner.labels), times, values, _window_ends(grid, ctx), node.range_us)
+    return RangeVector(list(inner.labels), times, values, window_ends(grid, ctx), node.range_us)
 
 
-def _window_ends(grid: TimeGrid, ctx: Context) -> np.ndarray:
+def window_ends(grid: TimeGrid, ctx: Context) -> np.ndarray:
+    """Per step of ctx, the end of the window a selector on `grid` reads."""
     ends = grid.times_us
     return np.repeat(ends, ctx.steps) if grid.count != ctx.steps else ends

@@ -199,13 +199,20 @@ def resets(matrix: RangeVector) -> Vector:
     return _pair_counts(matrix, lambda prev, cur: (cur < prev) * 1.0)
 
 
-def _extrapolated(matrix: RangeVector, counter: bool, per_second: bool) -> Vector:
-    """Prometheus's `extrapolatedRate` (rate, increase, delta)."""
+def extrapolated(
+    matrix: RangeVector, counter: bool, per_second: bool, raw_values: list[Floats] | None = None
+) -> Vector:
+    """Prometheus's `extrapolatedRate` (rate, increase, delta). `raw_values`, when
+    given, are the counter's own values for `matrix`'s points (whose values then have
+    earlier resets folded in), used where Prometheus looks at the first sample's value
+    (extrapolating no further back than the counter's zero)."""
     with np.errstate(all="ignore"):
-        return _extrapolated_rate(matrix, counter, per_second)
+        return _extrapolated_rate(matrix, counter, per_second, raw_values)
 
 
-def _extrapolated_rate(matrix: RangeVector, counter: bool, per_second: bool) -> Vector:
+def _extrapolated_rate(
+    matrix: RangeVector, counter: bool, per_second: bool, raw_values: list[Floats] | None
+) -> Vector:
     w = Windows.of(matrix)
     n = w.count
     present = n >= 2
@@ -228,6 +235,8 @@ def _extrapolated_rate(matrix: RangeVector, counter: bool, per_second: bool) -> 
     with np.errstate(divide="ignore", invalid="ignore"):
         average = sampled / np.maximum(n - 1, 1)
         if counter:
+            if raw_values is not None:
+                first_v = np.concatenate(raw_values)[first]
             to_zero = sampled * (first_v / result)
             use_zero = (result > 0) & (first_v >= 0) & (to_zero < to_start)
             to_start = np.where(use_zero, to_zero, to_start)
@@ -343,9 +352,9 @@ RANGE_FUNCTIONS: dict[str, Callable[[RangeVector], Vector]] = {
     "stdvar_over_time": stdvar_over_time,
     "changes": changes,
     "resets": resets,
-    "rate": lambda m: _extrapolated(m, counter=True, per_second=True),
-    "increase": lambda m: _extrapolated(m, counter=True, per_second=False),
-    "delta": lambda m: _extrapolated(m, counter=False, per_second=False),
+    "rate": lambda m: extrapolated(m, counter=True, per_second=True),
+    "increase": lambda m: extrapolated(m, counter=True, per_second=False),
+    "delta": lambda m: extrapolated(m, counter=False, per_second=False),
     "irate": lambda m: _instant_delta(m, per_second=True),
     "idelta": lambda m: _instant_delta(m, per_second=False),
     "deriv": deriv,

@@ -216,7 +216,8 @@ def test_v1_query_with_explain(base_url: str, data: tuple[Tenant, Tenant]) -> No
         {"timestamp": T0 + 660, "value": 134.0},
     ]
     assert body["tiers"] == ["raw"]
-    assert body["explain"]["tier"] == "raw"
+    [segment] = body["explain"]["plan"]["segments"]
+    assert segment == {"tier": "raw", "start": T0 + 600, "end": T0 + 660, "steps": 3}
     [statement] = body["explain"]["statements"]
     assert "vigil.series" in statement["sql"] and "date_bin" in statement["sql"].lower()
     assert str(statement["params"]["tenant"]) != ""
