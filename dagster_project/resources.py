@@ -11,6 +11,7 @@ from __future__ import annotations
 import smtplib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from email.message import EmailMessage
 
 import dagster as dg
@@ -21,10 +22,9 @@ from pydantic import Field
 from querylang.results_cache import ResultsCache
 from storage.database import connect
 from vigil.settings import Settings
-from vigil.wiring import redis_client, results_cache
 
 
-class PostgresResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+class PostgresResource(dg.ConfigurableResource["PostgresResource"]):
     """Connections to Vigil's PostgreSQL + TimescaleDB."""
 
     database_url: str | None = Field(
@@ -38,24 +38,35 @@ class PostgresResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             yield conn
 
 
-class RedisResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """Vigil's Redis: a client, and the query results cache kept in it."""
+class RedisResource(dg.ConfigurableResource["RedisResource"]):
+    """Vigil's Redis: a client, and the query results cache kept in it.
+
+    Built here rather than through vigil.wiring, which imports the whole API: the
+    code location that runs rollups must load even when the API's modules do not.
+    """
 
     redis_url: str | None = Field(default=None, description="Redis URL; default: VIGIL_REDIS_URL.")
 
-    def _settings(self) -> Settings:
-        return Settings(redis_url=self.redis_url) if self.redis_url else Settings()
-
     def client(self) -> redis.Redis:
-        """A client with Vigil's bounded timeouts."""
-        return redis_client(self._settings())
+        """A client with the API's bounded timeouts, so a dead Redis fails a job quickly."""
+        return redis.Redis.from_url(
+            self.redis_url or Settings().redis_url,
+            socket_timeout=10,
+            socket_connect_timeout=3,
+            health_check_interval=30,
+        )
 
     def results_cache(self) -> ResultsCache:
-        """The read path's results cache, as the API builds it."""
-        return results_cache(self._settings())
+        """The read path's results cache, under the same settings as the API's."""
+        query = Settings().query
+        return ResultsCache(
+            self.client(),
+            freshness_us=query.cache_freshness // timedelta(microseconds=1),
+            ttl_s=int(query.cache_ttl.total_seconds()),
+        )
 
 
-class SmtpResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+class SmtpResource(dg.ConfigurableResource["SmtpResource"]):
     """An SMTP relay that background jobs send mail through (plain SMTP, no login)."""
 
     host: str = Field(default="127.0.0.1", description="SMTP relay host.")
