@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -37,6 +38,7 @@ from storage.retention import (
     set_override,
     unset_override,
 )
+from vigil import dagster_instance
 from vigil.durations import format_duration, parse_duration
 from vigil.services import ServiceError, local_services
 from vigil.settings import Settings
@@ -52,9 +54,11 @@ app = typer.Typer(
 services_app = typer.Typer(help="Run the project-local PostgreSQL + TimescaleDB and Redis.")
 tenants_app = typer.Typer(help="Manage tenants and their API keys.")
 retention_app = typer.Typer(help="Manage tenants' retention overrides (keep metrics longer).")
+dagster_app = typer.Typer(help="Run Dagster (background jobs) on Vigil's instance.")
 app.add_typer(services_app, name="services", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants", no_args_is_help=True)
 app.add_typer(retention_app, name="retention", no_args_is_help=True)
+app.add_typer(dagster_app, name="dagster", no_args_is_help=True)
 
 
 def _fail(message: str) -> NoReturn:
@@ -489,6 +493,37 @@ def query(
     typer.echo(f"{len(result.series)} series, tier: {', '.join(result.tiers)}")
 
 
+def _exec_dagster(settings: Settings, command: list[str]) -> NoReturn:
+    """Replace this process with a Dagster program on Vigil's instance, so signals sent
+    to `vigil dagster …` (as `vigil up` stops it) reach Dagster itself."""
+    with _expected_failures():
+        env = {**os.environ, **dagster_instance.environment(settings)}
+    sys.stdout.flush()
+    os.execve(command[0], command, env)
+
+
+@dagster_app.command("webserver")
+def dagster_webserver(
+    port: Annotated[
+        int | None, typer.Option(help="Port on 127.0.0.1; default: VIGIL_DAGSTER__PORT.")
+    ] = None,
+) -> None:
+    """Serve the Dagster UI for Vigil's jobs on 127.0.0.1."""
+    settings = _settings()
+    with _expected_failures():
+        command = dagster_instance.webserver_command(port or settings.dagster.port)
+    _exec_dagster(settings, command)
+
+
+@dagster_app.command("daemon")
+def dagster_daemon() -> None:
+    """Run the Dagster daemon: Vigil's schedules, sensors and run queue."""
+    settings = _settings()
+    with _expected_failures():
+        command = dagster_instance.daemon_command()
+    _exec_dagster(settings, command)
+
+
 def _demo_key(settings: Settings, conn: psycopg.Connection) -> str:
     """The demo tenant's API key, kept in the data folder so every `vigil up` shows it."""
     key_file = settings.data_dir / "demo-api-key"
@@ -511,9 +546,14 @@ def _demo_key(settings: Settings, conn: psycopg.Connection) -> str:
 def up(
     port: Annotated[int, typer.Option(help="Port of the API.")] = 8080,
     hosts: Annotated[int, typer.Option(min=0, help="Simulated hosts pushing metrics.")] = 200,
+    dagster_port: Annotated[
+        int | None, typer.Option(help="Port of the Dagster UI; default: VIGIL_DAGSTER__PORT.")
+    ] = None,
 ) -> None:
-    """Run a local Vigil: services, API, writer and a simulated fleet; Ctrl-C stops it."""
+    """Run a local Vigil: services, API, writer, Dagster and a simulated fleet; Ctrl-C
+    stops it."""
     settings = _settings()
+    dagster_port = dagster_port or settings.dagster.port
     started = []
     stop = False
 
@@ -534,11 +574,18 @@ def up(
                     conn, samples_chunk_interval=settings.storage.samples_chunk_interval
                 )
                 key = _demo_key(settings, conn)
+            dagster_instance.prepare(settings)
         logs = settings.data_dir / "log"
         url = f"http://127.0.0.1:{port}"
         children = [
             Child("api", ["api", "--port", str(port)], logs / "api.log"),
             Child("writer", ["writer", "--report-every", "30"], logs / "writer.log"),
+            Child(
+                "dagster-webserver",
+                ["dagster", "webserver", "--port", str(dagster_port)],
+                logs / "dagster-webserver.log",
+            ),
+            Child("dagster-daemon", ["dagster", "daemon"], logs / "dagster-daemon.log"),
         ]
         if hosts:
             children.append(
@@ -553,12 +600,18 @@ def up(
         supervisor.start()
         typer.echo("Vigil is up.")
         typer.echo(f"  API         {url}  (POST /v1/metrics/ingest, POST /api/v1/write)")
+        typer.echo(
+            f"  Dagster     http://127.0.0.1:{dagster_port}  (jobs: rollup, rollup_repair, "
+            "retention)"
+        )
         typer.echo(f"  PostgreSQL  {redact(settings.database_url)}")
         typer.echo(f"  Redis       {redact(settings.redis_url)}  ({settings.bus.kind} bus)")
         typer.echo("  tenant      demo")
         typer.echo(f"  API key     {key}")
         typer.echo(f"  fleet       {hosts} simulated hosts, every 10s")
-        typer.echo(f"  logs        {logs}/{{api,writer,agentsim}}.log")
+        typer.echo(
+            f"  logs        {logs}/{{api,writer,agentsim,dagster-webserver,dagster-daemon}}.log"
+        )
         typer.echo("Press Ctrl-C to stop.")
         sys.stdout.flush()
         while not stop:

@@ -169,6 +169,26 @@ class RetentionSettings(BaseModel):
         }[tier]
 
 
+class DagsterSettings(BaseModel):
+    """The Dagster webserver and daemon that run Vigil's background jobs (`vigil up`)."""
+
+    port: int = Field(
+        default=3070, ge=1, le=65535, description="Port of the Dagster UI, on 127.0.0.1."
+    )
+    storage_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL for Dagster's own run, event and schedule storage "
+        "(needs the dagster-postgres package); default: SQLite under data_dir/dagster.",
+    )
+
+    @field_validator("storage_url")
+    @classmethod
+    def _postgres_storage_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("postgresql", "postgres"):
+            raise ValueError("must look like postgresql://USER[:PASSWORD]@HOST:PORT/DATABASE")
+        return value
+
+
 class ServicesSettings(BaseModel):
     """The project-local PostgreSQL and Redis that `vigil services up` runs."""
 
@@ -199,6 +219,7 @@ class Settings(BaseSettings):
     query: QuerySettings = QuerySettings()
     rollup: RollupSettings = RollupSettings()
     retention: RetentionSettings = RetentionSettings()
+    dagster: DagsterSettings = DagsterSettings()
     services: ServicesSettings = ServicesSettings()
 
     @field_validator("database_url")
