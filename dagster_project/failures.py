@@ -24,7 +24,7 @@ def job_failure_sensor(context: dg.RunFailureSensorContext, postgres: PostgresRe
     for step in context.get_step_failure_events():
         error = step.step_failure_data.error
         # Dagster wraps an op's exception; its cause is the op's own error.
-        cause = error.cause or error if error else None
+        cause = (error.cause or error) if error else None
         reasons.append(f"{step.step_key}: {cause.message.strip() if cause else 'failed'}")
     message = "\n".join(reasons)
     context.log.error(f"run {run.run_id} of {run.job_name} failed: {message}")
