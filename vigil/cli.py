@@ -461,8 +461,12 @@ def query(
     ] = None,
     tenant: Annotated[str, typer.Option(help="Tenant whose data is queried.")] = "demo",
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
+    include_late_data: Annotated[
+        bool, typer.Option(help="Read raw samples instead of rollups (within raw retention).")
+    ] = False,
 ) -> None:
-    """Run a PromQL range query against the database and print a table."""
+    """Run a PromQL range query against the database and print a table, the storage
+    tiers that answered and where a rollup tier answered approximately."""
     settings = _settings()
     with _expected_failures():
         now = time.time_ns() // 1000
@@ -472,10 +476,15 @@ def query(
         with connect(settings.database_url) as conn:
             tenant_id = str(tenants.get_tenant(conn, tenant).id)
         result = query_service(settings).range_query(
-            tenant_id, expr, start_us, end_us, step_us, now
+            tenant_id, expr, start_us, end_us, step_us, now, include_late_data=include_late_data
         )
     if as_json:
-        typer.echo(json.dumps({"tiers": list(result.tiers), "series": result_body(result)}))
+        body = {
+            "tiers": list(result.tiers),
+            "approximations": list(result.notes),
+            "series": result_body(result),
+        }
+        typer.echo(json.dumps(body))
         return
     if not result.series:
         typer.echo("no data")
@@ -491,6 +500,8 @@ def query(
         typer.echo(tabulate(rows, headers=["time (UTC)", "value"], tablefmt="simple"))
         typer.echo("")
     typer.echo(f"{len(result.series)} series, tier: {', '.join(result.tiers)}")
+    for note in result.notes:
+        typer.echo(f"approximate: {note}")
 
 
 def _exec_dagster(settings: Settings, command: list[str]) -> NoReturn:
