@@ -271,10 +271,10 @@ def _repair_tier(
 
 def _upsert(conn: psycopg.Connection, spec: Tier, rows: str, params: dict[str, object]) -> int:
     source = sql.Identifier("vigil", TIERS[spec.source].view) if spec.source else sql.SQL("")
-    statement = sql.SQL(query("rollup_from_raw" if spec.source is None else "rollup_from_tier"))
-    composed = statement.format(
+    aggregate = sql.SQL(query("rollup_from_raw" if spec.source is None else "rollup_from_tier"))
+    composed = sql.SQL(query("upsert_buckets")).format(
         target=sql.Identifier("vigil", spec.table),
-        rows=sql.SQL(query(rows)).format(source=source),
+        aggregate=aggregate.format(rows=sql.SQL(query(rows)).format(source=source)),
     )
     return conn.execute(composed, params).rowcount
 

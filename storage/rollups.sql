@@ -2,12 +2,21 @@
 -- `{rows}` are filled in with psycopg.sql identifiers and row sources; buckets are
 -- named by their end and hold (end - width, end].
 
--- rollup_from_raw --
--- Upserts the buckets of `{rows}` (bucket, series_id, time, value), one row per series
--- and bucket, with Prometheus's NaN and counter-reset semantics (Go comparisons: any
--- comparison with NaN is false, where PostgreSQL would order NaN above everything).
+-- upsert_buckets --
+-- Writes the bucket rows `{aggregate}` computes; a bucket built again is replaced.
 INSERT INTO {target} AS r (bucket, series_id, samples, sum, min, max, first_time,
                            first_value, last_time, last_value, reset_correction, increase)
+{aggregate}
+ON CONFLICT (series_id, bucket) DO UPDATE SET
+    samples = excluded.samples, sum = excluded.sum, min = excluded.min, max = excluded.max,
+    first_time = excluded.first_time, first_value = excluded.first_value,
+    last_time = excluded.last_time, last_value = excluded.last_value,
+    reset_correction = excluded.reset_correction, increase = excluded.increase;
+
+-- rollup_from_raw --
+-- The buckets of `{rows}` (bucket, series_id, time, value), one row per series
+-- and bucket, with Prometheus's NaN and counter-reset semantics (Go comparisons: any
+-- comparison with NaN is false, where PostgreSQL would order NaN above everything).
 SELECT bucket, series_id, count(*)::integer, sum(value),
        coalesce(min(value) FILTER (WHERE value <> 'NaN'), 'NaN'),
        coalesce(max(value) FILTER (WHERE value <> 'NaN'), 'NaN'),
@@ -25,12 +34,7 @@ FROM (
         FROM ({rows}) AS rows
     ) AS paired
 ) AS corrected
-GROUP BY bucket, series_id
-ON CONFLICT (series_id, bucket) DO UPDATE SET
-    samples = excluded.samples, sum = excluded.sum, min = excluded.min, max = excluded.max,
-    first_time = excluded.first_time, first_value = excluded.first_value,
-    last_time = excluded.last_time, last_value = excluded.last_value,
-    reset_correction = excluded.reset_correction, increase = excluded.increase;
+GROUP BY bucket, series_id;
 
 -- raw_rows_window --
 -- Every raw sample (stale markers left out) with end - width < time <= end for bucket
@@ -52,11 +56,9 @@ JOIN vigil.samples AS s
 WHERE s.value <> 'NaN' OR float8send(s.value) <> '\x7ff0000000000002'::bytea;
 
 -- rollup_from_tier --
--- Upserts coarse buckets from the finer buckets of `{rows}` (coarse bucket first, then
+-- Coarse buckets from the finer buckets of `{rows}` (coarse bucket first, then
 -- the finer row's columns). Counter continuity across finer buckets: a drop from one
 -- bucket's last value to the next one's first is a reset like any other.
-INSERT INTO {target} AS r (bucket, series_id, samples, sum, min, max, first_time,
-                           first_value, last_time, last_value, reset_correction, increase)
 SELECT bucket, series_id, sum(samples)::integer, sum(sum),
        coalesce(min(min) FILTER (WHERE min <> 'NaN'), 'NaN'),
        coalesce(max(max) FILTER (WHERE max <> 'NaN'), 'NaN'),
@@ -76,12 +78,7 @@ FROM (
         FROM ({rows}) AS rows
     ) AS paired
 ) AS corrected
-GROUP BY bucket, series_id
-ON CONFLICT (series_id, bucket) DO UPDATE SET
-    samples = excluded.samples, sum = excluded.sum, min = excluded.min, max = excluded.max,
-    first_time = excluded.first_time, first_value = excluded.first_value,
-    last_time = excluded.last_time, last_value = excluded.last_value,
-    reset_correction = excluded.reset_correction, increase = excluded.increase;
+GROUP BY bucket, series_id;
 
 -- tier_rows_window --
 -- Every finer bucket whose coarse bucket ends in (low, high].
