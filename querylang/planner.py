@@ -3,7 +3,8 @@ range a query reads.
 
 Tiers, finest first: raw samples, then the 1m, 1h and 1d rollups. For every step the
 planner takes the coarsest tier that (a) gives at least `points_per_step` buckets per
-step (per the smallest range window for an instant query), (b) is built up to what
+step (per the smallest range window for an instant query) and no bucket wider than
+any range window, (b) is built up to what
 the step reads (its watermark) and (c) still holds what the step reads back to (its
 retention); where no tier fits (a), the finest tier that covers the step. Runs of
 steps on the same tier become segments, so a 30-day range can read 1h rollups for
@@ -93,7 +94,10 @@ def plan(
             covered &= times - reads.forward_us <= tier.built_to_us
         if tier.retention_us is not None:
             covered &= times - reads.back_us >= now_us - tier.retention_us
-        if tier.width_us * points_per_step <= spacing or tier.width_us == 0:
+        if tier.width_us == 0 or (
+            tier.width_us * points_per_step <= spacing
+            and tier.width_us <= min(reads.ranges, default=tier.width_us)
+        ):
             chosen[covered] = index
         fallback[covered & (fallback < 0)] = index
     chosen = np.where(chosen >= 0, chosen, np.where(fallback >= 0, fallback, 0))
@@ -106,7 +110,8 @@ def plan(
     used = [tier for index, tier in enumerate(coverage) if (chosen == index).any()]
     reason = (
         f"per step, the coarsest tier with at least {points_per_step:g} bucket(s) per "
-        f"{_duration(spacing)} whose watermark and retention cover what the step reads: "
+        f"{_duration(spacing)}, buckets no wider than any range window, and a watermark "
+        "and retention covering what the step reads (else the finest that covers it): "
         + ", ".join(
             f"{segment.tier} for {segment.steps} step(s) from "
             f"{_instant(int(times[segment.first_step]))}"
@@ -213,8 +218,9 @@ class _Reads:
         if self.functions & {"rate", "increase"}:
             notes.append(
                 f"{tier.name}: rate/increase count the exact increase between each window's "
-                "first and last sample; extrapolation to the window edges sees 2 samples per "
-                "bucket instead of all, which changes the result only around gaps"
+                "first and last sample in whole buckets; extrapolation uses the buckets' "
+                "sample counts, so a window edge cutting a bucket shifts it by up to one "
+                "bucket's samples"
             )
         if "histogram_quantile" in self.functions:
             notes.append(

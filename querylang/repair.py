@@ -1,10 +1,12 @@
 """Rollup repair as the read path sees it: recompute the buckets late samples landed
 in, then drop the cached query results that read them.
 
-The database commit comes first, so a query running meanwhile can only cache the
-repaired rows. If Redis then fails, the repaired buckets go back into the
-invalidation log and the error propagates: the next repair recomputes them (an
-idempotent upsert) and invalidates again, so no stale cached answer outlives a
+The database commit comes first, then the invalidation, which also bumps the
+tenant's cache generation: a query that read the rows before the commit and
+finishes after the invalidation finds the generation moved and does not store its
+answer (querylang/results_cache.py). If Redis fails, the repaired buckets go back
+into the invalidation log and the error propagates: the next repair recomputes them
+(an idempotent upsert) and invalidates again, so no stale cached answer outlives a
 Redis outage.
 """
 

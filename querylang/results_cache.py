@@ -99,12 +99,14 @@ class ResultsCache:
             blocks.append(_Block(index, block_start, block_end))
             index += 1
         parts: list[QueryResult] = []
+        generation = self._generation(tenant_id)
         cached = self._load(family, blocks)
         missing_runs = _runs([b for b in blocks if b.index not in cached])
         for run in missing_runs:
             result = compute(run[0].start_us, run[-1].end_us)
             parts.append(result)
-            self._store(tenant_id, family, expr, run, result, lookback_us)
+            if generation is not None:
+                self._store(tenant_id, family, expr, run, result, lookback_us, generation)
         parts.extend(cached.values())
         tail_start = blocks[-1].end_us + step_us if blocks else start_us
         if tail_start <= end_us:
@@ -116,6 +118,9 @@ class ResultsCache:
         [start, end]; returns how many were dropped."""
         dropped = 0
         try:
+            # First, so a result computed from the data before the change (its query
+            # started earlier) is not stored after the blocks below are gone.
+            self._redis.incr(self._generation_key(tenant_id))
             for name in (metric, _ANY_METRIC):
                 index_key = self._index_key(tenant_id, name)
                 members: list[bytes] = self._redis.zrangebyscore(  # type: ignore[assignment]
@@ -162,6 +167,18 @@ class ResultsCache:
             if value is not None
         }
 
+    def _generation_key(self, tenant_id: str) -> str:
+        return f"{self._prefix}:{tenant_id}:generation"
+
+    def _generation(self, tenant_id: str) -> bytes | None:
+        """The tenant's invalidation count (b"" before the first); None: Redis is down."""
+        try:
+            value: bytes | None = self._redis.get(self._generation_key(tenant_id))  # type: ignore[assignment]
+        except redis.RedisError as exc:
+            log.warning("results cache unavailable, computing uncached: %s", exc)
+            return None
+        return value or b""
+
     def _store(
         self,
         tenant_id: str,
@@ -170,25 +187,48 @@ class ResultsCache:
         run: list[_Block],
         result: QueryResult,
         lookback_us: int,
+        generation: bytes,
     ) -> None:
+        """Cache a computed run's blocks, unless an invalidation for the tenant came
+        after `generation` was read (the run may predate the change)."""
+        generation_key = self._generation_key(tenant_id)
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            for block in run:
-                key = f"{family}:{block.index}"
-                part = _merge([result], block.start_us, block.end_us)
-                pipe.set(key, _encode(part), ex=self._ttl_s)
-                reads = extent(expr, block.start_us, block.end_us, lookback_us)
-                # A rollup bucket holds samples up to a width before a window's start
-                # (windows widened to a bucket, buckets by their middle) and after a step.
-                pad = max((TIERS[t].width_us for t in part.tiers if t in TIERS), default=0)
-                low, high = reads.start_us - 2 * pad, reads.end_us + pad
-                for metric in reads.metrics:
-                    index_key = self._index_key(tenant_id, metric or _ANY_METRIC)
-                    pipe.zadd(index_key, {f"{key}|{high}": low})
-                    pipe.expire(index_key, self._ttl_s)
-            pipe.execute()
+            with self._redis.pipeline(transaction=True) as pipe:
+                pipe.watch(generation_key)  # type: ignore[no-untyped-call]
+                if (pipe.get(generation_key) or b"") != generation:
+                    return
+                pipe.multi()
+                self._queue_blocks(pipe, tenant_id, family, expr, run, result, lookback_us)
+                pipe.execute()
+        except redis.WatchError:
+            return  # invalidated meanwhile: not cached
         except redis.RedisError as exc:
             log.warning("results cache write failed: %s", exc)
+
+    def _queue_blocks(
+        self,
+        pipe: redis.client.Pipeline,
+        tenant_id: str,
+        family: str,
+        expr: ast.Expr,
+        run: list[_Block],
+        result: QueryResult,
+        lookback_us: int,
+    ) -> None:
+        """Queue the blocks of a computed run, each indexed by what it read."""
+        for block in run:
+            key = f"{family}:{block.index}"
+            part = _merge([result], block.start_us, block.end_us)
+            pipe.set(key, _encode(part), ex=self._ttl_s)
+            reads = extent(expr, block.start_us, block.end_us, lookback_us)
+            # A rollup bucket holds samples up to a width before a window's start
+            # (windows widened to a bucket, buckets by their middle) and after a step.
+            pad = max((TIERS[t].width_us for t in part.tiers if t in TIERS), default=0)
+            low, high = reads.start_us - 2 * pad, reads.end_us + pad
+            for metric in reads.metrics:
+                index_key = self._index_key(tenant_id, metric or _ANY_METRIC)
+                pipe.zadd(index_key, {f"{key}|{high}": low})
+                pipe.expire(index_key, self._ttl_s)
 
 
 def _pins_query_bounds(expr: object) -> bool:

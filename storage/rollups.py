@@ -4,8 +4,9 @@ Each tier is a hypertable of per-series bucket aggregates (sql/0006_rollups.sql 
 what every column means). Runs are incremental and idempotent:
 
 - **Materialise** (`materialise`): a tier's closed buckets past its watermark, in two
-  transactions. The first raises `claimed_to`, under an exclusive lock that waits for
-  every in-flight sample write (writers hold it shared, `mark_late`), so a sample
+  transactions. The first (skipped when another run of the tier holds its watermark
+  row) raises `claimed_to`, under an exclusive lock that waits for every in-flight
+  sample write (writers hold it shared, `mark_late`), so a sample
   committed later at or before the claim is logged as late. The second upserts the
   claimed buckets and moves `materialised_to` up to the claim. A run dying between the
   two leaves the claim to the next run; re-running a window rewrites identical rows.
@@ -148,16 +149,20 @@ def materialise(
     once the tier below is built past its end. `conn` is in autocommit mode.
     """
     spec = TIERS[tier]
+    oldest = _first_bucket_start(conn, spec)
     with conn.transaction():
-        if spec.source is None:
-            conn.execute(query("lock_late_marking"))
-        claimed, materialised = _locked_watermark(conn, tier)
-        start = materialised if materialised is not None else _first_bucket_start(conn, spec)
+        row = conn.execute(query("try_lock_watermark"), {"tier": tier}).fetchone()
+        if row is None:  # another run of this tier holds it: leave the work to that one
+            return RollupRun(tier, 0, 0, 0)
+        claimed, materialised = _micros(row[0]), _micros(row[1])
+        start = materialised if materialised is not None else oldest
         closed = _closed_end(conn, spec, now_us, settle_us)
         if closed is not None:
             start = closed if start is None else min(start, closed)
             target = min(closed, start + max_buckets * spec.width_us)
             if claimed is None or target > claimed:
+                if spec.source is None:  # held only until this claim commits
+                    conn.execute(query("lock_late_marking"))
                 conn.execute(
                     query("claim_watermark"), {"tier": tier, "claimed_to": to_datetime(target)}
                 )
@@ -264,7 +269,13 @@ def remark(conn: psycopg.Connection, buckets: Sequence[DirtyBucket]) -> None:
 def _repair_tier(
     conn: psycopg.Connection, spec: Tier, targets: Sequence[tuple[UUID, str, int]]
 ) -> int:
-    params = {**_target_params(targets), "width": _interval(spec.width_us)}
+    buckets = [bucket for _, _, bucket in targets]
+    params = {
+        **_target_params(targets),
+        "width": _interval(spec.width_us),
+        "low": to_datetime(min(buckets) - spec.width_us),
+        "high": to_datetime(max(buckets)),
+    }
     rows = "raw_rows_targets" if spec.source is None else "tier_rows_targets"
     return _upsert(conn, spec, rows, params)
 

@@ -34,7 +34,7 @@ FROM (
         FROM ({rows}) AS rows
     ) AS paired
 ) AS corrected
-GROUP BY bucket, series_id;
+GROUP BY series_id, bucket;
 
 -- raw_rows_window --
 -- Every raw sample (stale markers left out) with end - width < time <= end for bucket
@@ -53,7 +53,9 @@ FROM unnest(%(tenant_ids)s::uuid[], %(metrics)s::text[], %(buckets)s::timestampt
 JOIN vigil.series AS c ON c.tenant_id = targets.tenant_id AND c.metric = targets.metric
 JOIN vigil.samples AS s
   ON s.series_id = c.id AND s.time > targets.bucket - %(width)s AND s.time <= targets.bucket
-WHERE s.value <> 'NaN' OR float8send(s.value) <> '\x7ff0000000000002'::bytea;
+-- Constant bounds as well, which the index scan and chunk exclusion can use.
+WHERE s.time > %(low)s AND s.time <= %(high)s
+  AND (s.value <> 'NaN' OR float8send(s.value) <> '\x7ff0000000000002'::bytea);
 
 -- rollup_from_tier --
 -- Coarse buckets from the finer buckets of `{rows}` (coarse bucket first, then
@@ -78,7 +80,7 @@ FROM (
         FROM ({rows}) AS rows
     ) AS paired
 ) AS corrected
-GROUP BY bucket, series_id;
+GROUP BY series_id, bucket;
 
 -- tier_rows_window --
 -- Every finer bucket whose coarse bucket ends in (low, high].
@@ -96,7 +98,9 @@ FROM unnest(%(tenant_ids)s::uuid[], %(metrics)s::text[], %(buckets)s::timestampt
      AS targets (tenant_id, metric, bucket)
 JOIN vigil.series AS c ON c.tenant_id = targets.tenant_id AND c.metric = targets.metric
 JOIN {source} AS f
-  ON f.series_id = c.id AND f.bucket > targets.bucket - %(width)s AND f.bucket <= targets.bucket;
+  ON f.series_id = c.id AND f.bucket > targets.bucket - %(width)s AND f.bucket <= targets.bucket
+-- Constant bounds as well, which the index scan and chunk exclusion can use.
+WHERE f.bucket > %(low)s AND f.bucket <= %(high)s;
 
 -- select_watermarks --
 -- Every tier's watermarks.
@@ -105,6 +109,12 @@ SELECT tier, claimed_to, materialised_to FROM vigil.rollup_watermark;
 -- lock_watermark --
 -- One tier's watermarks, locked for the rest of the transaction.
 SELECT claimed_to, materialised_to FROM vigil.rollup_watermark WHERE tier = %(tier)s FOR UPDATE;
+
+-- try_lock_watermark --
+-- One tier's watermarks, locked for the rest of the transaction; no row while another
+-- transaction holds them.
+SELECT claimed_to, materialised_to FROM vigil.rollup_watermark WHERE tier = %(tier)s
+FOR UPDATE SKIP LOCKED;
 
 -- claim_watermark --
 -- Raises a tier's claimed watermark.
@@ -144,6 +154,8 @@ INSERT INTO vigil.rollup_dirty AS d (tenant_id, metric, bucket)
 SELECT DISTINCT c.tenant_id, c.metric, late.bucket
 FROM unnest(%(series_ids)s::bigint[], %(buckets)s::timestamptz[]) AS late (series_id, bucket)
 JOIN vigil.series AS c ON c.id = late.series_id
+-- Rows locked in key order, so concurrent writers wait on each other, never deadlock.
+ORDER BY 1, 2, 3
 ON CONFLICT (tenant_id, metric, bucket) DO UPDATE SET marked_at = excluded.marked_at;
 
 -- remark_dirty --

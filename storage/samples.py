@@ -148,6 +148,9 @@ class SampleWriter:
             if rows is not None:
                 firsts.setdefault((batch.tenant_id, batch.key), (index, rows))
         claimed: set[tuple[UUID, str]] = set()
+        # Read committed, whatever the server's default: mark_late must see the latest
+        # rollup claim once it holds the claim lock (one snapshot per statement).
+        conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
         if firsts:
             # Claimed in (tenant, key) order, so concurrent writers claiming overlapping
             # sets wait on each other instead of deadlocking.

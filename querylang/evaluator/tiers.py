@@ -22,8 +22,9 @@ over Prometheus 3's left-open window (2.42's closed [t - r, t] also takes a samp
 sitting exactly on t - r). The counter stream holds every bucket's first and last
 sample with the resets before them folded in (reset_correction, and a drop across
 a bucket edge), so the increase between a window's first and last sample is exact;
-only `rate`'s extrapolation differs, as it sees 2 points per bucket rather than every
-sample (which matters only where a series has gaps). Quantiles from `le` buckets
+extrapolation to the window edges uses the first sample's own value and the window's
+real sample count, as on raw samples; it differs only where a window edge cuts a
+bucket (the bucket's samples count wholly inside or outside). Quantiles from `le` buckets
 (`histogram_quantile` over `rate` of `_bucket` counters) inherit exactly that.
 Instant selectors look back max(lookback, width), as a bucket's last sample may
 be up to a width old at its end. Windows shorter than a bucket are widened to one
@@ -53,7 +54,14 @@ _MIDDLE_STREAMS = {
 }
 """Functions answered by one column at bucket middles: (column, raw function)."""
 
-_COUNTER_COLUMNS = ("first_time", "first_value", "last_time", "last_value", "reset_correction")
+_COUNTER_COLUMNS = (
+    "first_time",
+    "first_value",
+    "last_time",
+    "last_value",
+    "reset_correction",
+    "samples",
+)
 
 TIER_FUNCTIONS = frozenset(
     {*_MIDDLE_STREAMS, "avg_over_time", "last_over_time", "rate", "increase"}
@@ -117,9 +125,11 @@ def range_function(call: ast.Call, ctx: Context, window_ends: np.ndarray) -> Vec
     if func in ("rate", "increase"):
         labels, found = fetch(_COUNTER_COLUMNS)
         streams = [_counter(series) for series in found]
-        counters = matrix(labels, ((times, values) for times, values, _ in streams))
-        own = [raw for _, _, raw in streams]
-        return windows.extrapolated(counters, True, func == "rate", own)
+        counters = matrix(labels, ((times, values) for times, values, _, _ in streams))
+        condensed = windows.Condensed(
+            [own for _, _, own, _ in streams], [samples for _, _, _, samples in streams]
+        )
+        return windows.extrapolated(counters, True, func == "rate", condensed)
     raise AssertionError(f"{func} is not answered from rollups")
 
 
@@ -128,11 +138,12 @@ def _middle(tier: Tier, series: SelectedColumns) -> Ints:
     return series.columns[0] - tier.width_us // 2
 
 
-def _counter(series: SelectedColumns) -> tuple[Ints, Floats, Floats]:
+def _counter(series: SelectedColumns) -> tuple[Ints, Floats, Floats, Floats]:
     """Each bucket's first and last sample, offset by every reset before them, so
-    the stream never drops and its differences are the counter's increases; and
-    the samples' own values."""
-    _, first_time, first, last_time, last, correction = series.columns
+    the stream never drops and its differences are the counter's increases; the
+    samples' own values; and how many samples each point stands for (the last point
+    of a bucket: all but its first)."""
+    _, first_time, first, last_time, last, correction, samples = series.columns
     dropped = np.zeros(len(first))
     if len(first) > 1:
         previous = last[:-1]
@@ -143,6 +154,7 @@ def _counter(series: SelectedColumns) -> tuple[Ints, Floats, Floats]:
     times = np.stack([first_time, last_time], axis=1).ravel()
     values = np.stack([first + before, last + before + correction], axis=1).ravel()
     own = np.stack([first, last], axis=1).ravel()
+    stands_for = np.stack([np.ones(len(samples)), samples - 1], axis=1).ravel()
     keep = np.ones(len(times), dtype=bool)
     keep[1::2] = last_time != first_time  # one-sample buckets: one point
-    return times[keep], values[keep], own[keep]
+    return times[keep], values[keep], own[keep], stands_for[keep]

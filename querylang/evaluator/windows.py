@@ -199,19 +199,29 @@ def resets(matrix: RangeVector) -> Vector:
     return _pair_counts(matrix, lambda prev, cur: (cur < prev) * 1.0)
 
 
+@dataclass(frozen=True)
+class Condensed:
+    """For a matrix whose points stand for more samples (a rollup's counter stream):
+    per point, the counter's own value (the matrix's have earlier resets folded in)
+    and how many samples it stands for."""
+
+    values: list[Floats]
+    samples: list[Floats]
+
+
 def extrapolated(
-    matrix: RangeVector, counter: bool, per_second: bool, raw_values: list[Floats] | None = None
+    matrix: RangeVector, counter: bool, per_second: bool, condensed: Condensed | None = None
 ) -> Vector:
-    """Prometheus's `extrapolatedRate` (rate, increase, delta). `raw_values`, when
-    given, are the counter's own values for `matrix`'s points (whose values then have
-    earlier resets folded in), used where Prometheus looks at the first sample's value
-    (extrapolating no further back than the counter's zero)."""
+    """Prometheus's `extrapolatedRate` (rate, increase, delta). With `condensed`, the
+    first sample's own value and the windows' real sample counts are used where
+    Prometheus looks at them (extrapolating no further back than the counter's zero,
+    and by the average interval between samples)."""
     with np.errstate(all="ignore"):
-        return _extrapolated_rate(matrix, counter, per_second, raw_values)
+        return _extrapolated_rate(matrix, counter, per_second, condensed)
 
 
 def _extrapolated_rate(
-    matrix: RangeVector, counter: bool, per_second: bool, raw_values: list[Floats] | None
+    matrix: RangeVector, counter: bool, per_second: bool, condensed: Condensed | None
 ) -> Vector:
     w = Windows.of(matrix)
     n = w.count
@@ -232,11 +242,13 @@ def _extrapolated_rate(
     to_start = (w.times[first] - (ends - w.range_us)) / 1e6
     to_end = (ends - w.times[last]) / 1e6
     sampled = (w.times[last] - w.times[first]) / 1e6
+    samples = n
+    if condensed is not None:
+        first_v = np.concatenate(condensed.values)[first]
+        samples = w.reduce(np.add, np.concatenate(condensed.samples), present)
     with np.errstate(divide="ignore", invalid="ignore"):
-        average = sampled / np.maximum(n - 1, 1)
+        average = sampled / np.maximum(samples - 1, 1)
         if counter:
-            if raw_values is not None:
-                first_v = np.concatenate(raw_values)[first]
             to_zero = sampled * (first_v / result)
             use_zero = (result > 0) & (first_v >= 0) & (to_zero < to_start)
             to_start = np.where(use_zero, to_zero, to_start)

@@ -137,3 +137,27 @@ def test_a_query_at_the_point_limit_is_computed_in_runs_under_it(cache: ResultsC
     result = _ask(cache, compute, "cpu", start, NOW, NOW)
     assert len(result.series[0].times_us) == 11_001
     assert max((end - begin) // STEP + 1 for begin, end in compute.calls) <= 11_000
+
+
+def test_an_answer_computed_before_an_invalidation_is_not_cached_after_it(
+    cache: ResultsCache,
+) -> None:
+    """A query that read the data before a repair committed must not store its answer
+    once the repair's invalidation has run (it would outlive the change)."""
+    start, end = NOW - 2 * BLOCK_STEPS * STEP - FRESHNESS, NOW
+
+    class RacingRepair(Recorder):
+        def __call__(self, first: int, last: int) -> QueryResult:
+            answer = super().__call__(first, last)  # read before the repair commits
+            if len(self.calls) == 1:
+                cache.invalidate("tenant", "up", start - MINUTE, end)
+            return answer
+
+    racing = RacingRepair()
+    _ask(cache, racing, "up", start, end, NOW)
+    later = Recorder()
+    _ask(cache, later, "up", start, end, NOW)
+    assert later.calls[0] == racing.calls[0]  # computed again: nothing stale was stored
+    again = Recorder()
+    _ask(cache, again, "up", start, end, NOW)
+    assert again.steps() < later.steps()  # and the recomputed answer is cached as usual

@@ -49,7 +49,8 @@ POLICY = TierPolicy(
 
 
 def series_data(times: np.ndarray) -> list[SeriesSamples]:
-    """Two gauges, two counters with resets, and a cumulative latency histogram."""
+    """Two gauges, two counters with resets, one with gaps, and a cumulative latency
+    histogram."""
     rng = np.random.default_rng(5)
     parts = []
     for host in ("a", "b"):
@@ -60,6 +61,10 @@ def series_data(times: np.ndarray) -> list[SeriesSamples]:
         for reset in np.unique(rng.integers(1, len(times), 6)):
             counter[reset:] -= counter[reset - 1]  # back to this step's increment
         parts.append(SeriesSamples(SeriesKey.of("req_total", {"host": host}), times, counter))
+    # A counter with hours-long gaps that restarts high: extrapolation must see them.
+    kept = (times - times[0]) % (5 * HOUR_US) > 2 * HOUR_US + 17 * MINUTE_US
+    gappy = 1e6 + np.cumsum(rng.integers(0, 20, int(kept.sum()))).astype(np.float64)
+    parts.append(SeriesSamples(SeriesKey.of("req_total", {"host": "gappy"}), times[kept], gappy))
     latencies = rng.lognormal(-1, 1, (len(times), 30))
     for le in LE:
         bound = math.inf if le == "+Inf" else float(le)
@@ -183,8 +188,25 @@ def test_functions_without_rollup_columns_read_raw_samples(world: World) -> None
     assert result.tiers == ("raw",)
 
 
-def test_windows_shorter_than_a_bucket_are_widened_and_said_so(world: World) -> None:
+def test_windows_shorter_than_a_bucket_prefer_a_finer_tier(world: World) -> None:
     result = run(world, "rate(req_total[5m])", D - 10 * HOUR_US, D, HOUR_US)
+    assert result.tiers == ("1m",)
+
+
+def test_windows_shorter_than_every_covering_tier_are_widened_and_said_so(world: World) -> None:
+    short = TierPolicy(
+        retention_us={"raw": DAY_US, "1m": DAY_US, "1h": 90 * DAY_US, "1d": 730 * DAY_US}
+    )
+    with connect(world.url) as conn:
+        result = QueryEngine(QueryLimits(), short).range_query(
+            conn,
+            world.tenant_id,
+            "rate(req_total[5m])",
+            D - 40 * HOUR_US,
+            D - 30 * HOUR_US,
+            HOUR_US,
+            now_us=NOW,
+        )
     assert result.tiers == ("1h",)
     assert any("[5m] windows are widened to one 1h bucket" in note for note in result.notes)
     assert any("rate/increase" in note for note in result.notes)

@@ -213,3 +213,45 @@ def test_rerunning_a_window_rewrites_identical_rows(conn: psycopg.Connection) ->
 def test_window_bounds_must_be_bucket_ends(conn: psycopg.Connection) -> None:
     with pytest.raises(ValueError, match="multiples of the 1h bucket width"):
         rollups.materialise_window(conn, "1h", MINUTE_US, HOUR_US)
+
+
+def test_watermark_runs_catch_up_in_bounded_steps_resume_dead_claims_and_skip_when_busy(
+    fresh_database_url: str,
+) -> None:
+    with connect(fresh_database_url) as conn:
+        tenant = tenants.create_tenant(conn, "watermarks").tenant
+        start = REGION_US
+        times = start + np.arange(5 * SECOND_US, 3 * HOUR_US, 10 * SECOND_US, dtype=np.int64)
+        write(conn, tenant.id, [SeriesSamples(SeriesKey.of("m", {"s": "0"}), times, times / 1e6)])
+        now = start + 3 * HOUR_US + 90 * SECOND_US  # the last minute closes 60 s after its end
+
+        first = rollups.materialise(conn, "1m", now, MINUTE_US, max_buckets=60)
+        assert first.end_us - first.start_us == HOUR_US  # bounded catch-up from the oldest chunk
+        assert first.start_us <= start
+        runs = [first]
+        while runs[-1].end_us > runs[-1].start_us:
+            runs.append(rollups.materialise(conn, "1m", now, MINUTE_US, max_buckets=60))
+        assert sum(run.rows for run in runs) == 180
+        assert rollups.read_watermarks(conn)["1m"].materialised_to_us == start + 3 * HOUR_US
+
+        # A run that died after its claim: the next one builds the claimed range.
+        conn.execute(
+            "UPDATE vigil.rollup_watermark SET materialised_to = materialised_to - interval "
+            "'5 minutes' WHERE tier = '1m'"
+        )
+        built = start + 3 * HOUR_US
+        conn.execute(
+            "DELETE FROM vigil.rollup_1m WHERE bucket > %s", (to_datetime(built - 5 * MINUTE_US),)
+        )
+        resumed = rollups.materialise(conn, "1m", now, MINUTE_US, max_buckets=60)
+        assert (resumed.end_us - resumed.start_us, resumed.rows) == (5 * MINUTE_US, 5)
+        assert conn.execute("SELECT count(*) FROM vigil.rollup_1m").fetchone() == (180,)
+
+        # Another run of the tier is under way: this one leaves the work to it.
+        with connect(fresh_database_url) as other, other.transaction():
+            other.execute("SELECT * FROM vigil.rollup_watermark WHERE tier = '1m' FOR UPDATE")
+            busy = rollups.materialise(conn, "1m", now + HOUR_US, MINUTE_US, max_buckets=60)
+        assert busy == rollups.RollupRun("1m", 0, 0, 0)
+
+        hours = rollups.materialise(conn, "1h", now, MINUTE_US, max_buckets=60)
+        assert hours.rows == 3 and hours.end_us == start + 3 * HOUR_US
