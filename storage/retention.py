@@ -34,6 +34,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
+from storage import rollups
 from storage.database import Pool
 from storage.errors import StorageError
 from storage.queries import query
@@ -85,6 +86,9 @@ class TierRetention:
     cutoff: datetime
     chunks_dropped: tuple[str, ...]
     preserved: tuple[Preserved, ...]
+    held_back: bool
+    """Whether the cutoff was moved back to the watermark of the tier built from this
+    one, whose rollup has not caught up (its source is kept until it has)."""
     retained_chunks_dropped: tuple[str, ...]
     retained_rows_expired: int
 
@@ -240,8 +244,22 @@ def apply_retention(
     """Drop every tier's chunks past its window as of `now_us`, keeping what overrides keep
     in the twins, then the write ledger's chunks no replay can need any more."""
     now = to_datetime(now_us)
-    tiers = tuple(_apply_tier(conn, store, retention.of(store.tier), now) for store in _STORES)
+    built = rollups.read_watermarks(conn)
+    tiers = tuple(
+        _apply_tier(conn, store, retention.of(store.tier), now, _built_from(store.tier, built))
+        for store in _STORES
+    )
     return RetentionRun(tiers=tiers, ledger=_apply_ledger(conn, retention.raw, now))
+
+
+def _built_from(tier: str, watermarks: dict[str, rollups.Watermark]) -> datetime | None:
+    """How far the tier built from `tier` is materialised (None: no such tier, or it has
+    never run): data after that is still its source and must stay."""
+    consumer = next((t for t in rollups.TIERS.values() if (t.source or "raw") == tier), None)
+    if consumer is None:
+        return None
+    built = watermarks[consumer.name].materialised_to_us
+    return None if built is None else to_datetime(built)
 
 
 def _statement(name: str, store: _Store) -> sql.Composed:
@@ -259,9 +277,16 @@ def _drop_chunks(conn: psycopg.Connection, relation: str, cutoff: datetime) -> t
 
 
 def _apply_tier(
-    conn: psycopg.Connection, store: _Store, window: timedelta, now: datetime
+    conn: psycopg.Connection,
+    store: _Store,
+    window: timedelta,
+    now: datetime,
+    built_from: datetime | None,
 ) -> TierRetention:
     cutoff = now - window
+    held_back = built_from is not None and built_from < cutoff
+    if built_from is not None:
+        cutoff = min(cutoff, built_from)
     hot = f"vigil.{store.hot}"
     kept = {"now": now, "tier": store.tier, "window": window}
     with conn.transaction():
@@ -289,6 +314,7 @@ def _apply_tier(
         cutoff=cutoff,
         chunks_dropped=dropped,
         preserved=preserved,
+        held_back=held_back,
         retained_chunks_dropped=twin_dropped,
         retained_rows_expired=expired.rowcount,
     )

@@ -302,3 +302,25 @@ def test_shorter_overrides_are_refused_with_the_reason() -> None:
     with pytest.raises(InvalidRetentionOverride) as refused:
         validate_override("raw", "debug_*", timedelta(hours=6), DEFAULTS)
     assert "whole chunks" in str(refused.value)
+
+
+def test_a_source_is_kept_until_the_tier_built_from_it_has_caught_up(
+    fresh: psycopg.Connection,
+) -> None:
+    """Rollups stopped for days (the orchestrator down): raw chunks past the raw window
+    stay until the 1m tier has been built past them, so nothing is lost unrolled."""
+    tenant_id = new_tenant(fresh)
+    series_id = new_series(fresh, tenant_id, "cpu_seconds_total")
+    insert(fresh, "samples_raw", series_id, tenant_id, [NOW - k * DAY for k in range(1, 8)])
+    built = NOW - 5 * DAY
+    fresh.execute(
+        "UPDATE vigil.rollup_watermark SET claimed_to = %s, materialised_to = %s WHERE tier = '1m'",
+        (built, built),
+    )
+
+    raw = tier_of(run(fresh), "raw")
+
+    assert raw.held_back and raw.cutoff == built
+    kept = times_in(fresh, "samples_raw", "time")
+    assert all(t in kept for t in (NOW - k * DAY for k in range(1, 5)))  # not yet rolled up
+    assert NOW - 7 * DAY not in kept  # rolled up and past the window: dropped
