@@ -78,6 +78,8 @@ def test_instant_query_in_prometheus_shape(base_url: str, data: tuple[Tenant, Te
     [sample] = body["data"]["result"]
     assert sample["metric"] == {"__name__": "requests_total", "host": "a", "region": "eu"}
     assert sample["value"] == [T0 + 600, "61"]
+    assert answer.headers["X-Vigil-Tiers"] == "raw"
+    assert "infos" not in answer.json()  # raw samples: nothing approximate
 
 
 def test_range_query_post_form_rfc3339_and_duration_step(
@@ -123,6 +125,19 @@ def test_range_query_post_form_rfc3339_and_duration_step(
         ),
         ("/api/v1/query", {"query": "requests_total", "time": T0 + 60}, 422, "execution", "series"),
         ("/api/v1/series", {}, 400, "bad_data", "match[]"),
+        (
+            "/api/v1/query_range",
+            {
+                "query": "requests_total",
+                "start": T0,
+                "end": T0 + 60,
+                "step": 15,
+                "include_late_data": "maybe",
+            },
+            400,
+            "bad_data",
+            "include_late_data",
+        ),
     ],
 )
 def test_errors_use_prometheus_envelopes(
