@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 # Tests use their own database on the local cluster, never the demo's.
 TEST_DATABASE_URL ?= postgresql://vigil@127.0.0.1:55432/vigil_test
 
-.PHONY: install demo test lint bench bench-ingest bench-query services-down proto
+.PHONY: install demo test lint bench bench-ingest bench-query bench-rollup services-down proto
 
 install:
 	@ops/install
@@ -31,10 +31,16 @@ bench-ingest: install
 	$(BIN)/vigil services up
 	$(BIN)/python bench/ingest.py --api-workers 2
 
-# Loads its data set once (about 10 minutes at full size here) and reuses it on later runs.
+# Loads its data set once (about 10 minutes at full size here, plus about 10 for the
+# rollup tiers: 1m/1h/1d of the raw day, 29 days of 1h/1d synthesised) and reuses it.
 bench-query: install
 	$(BIN)/vigil services up
 	$(BIN)/python bench/query.py
+
+# Rollup and repair jobs on 10k series; its own database, recreated each run (~3 minutes).
+bench-rollup: install
+	$(BIN)/vigil services up
+	$(BIN)/python bench/rollup.py
 
 services-down:
 	$(BIN)/vigil services down

@@ -1528,6 +1528,9 @@ def run(args: argparse.Namespace, settings: Settings, work_dir: Path) -> None:
     print(f"results cache: dropped {clear_cached_results(settings, data)} keys", flush=True)
     prometheus_load = load_prometheus(dataset, prometheus_data / dataset.digest(), work_dir)
 
+    # Other work on the 2-core machine moves these figures by 2x: say how busy it was.
+    load_before = os.getloadavg()
+    print(f"load average {load_before[0]:.2f} (1 min), {load_before[1]:.2f} (5 min)", flush=True)
     prometheus_port, vigil_port = free_port(), free_port()
     retention = retention_env(dataset, int(time.time()))
     print(
@@ -1596,6 +1599,7 @@ def run(args: argparse.Namespace, settings: Settings, work_dir: Path) -> None:
                     for window in windows(dataset)
                 },
                 "interference": interfered,
+                "load_average_1m": {"before": load_before[0], "after": os.getloadavg()[0]},
             }
         )
     )
