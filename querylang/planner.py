@@ -215,6 +215,11 @@ class _Reads:
                 f"{tier.name}: steps do not fall on {width} bucket ends; each step reads "
                 "the buckets ending by then (up to one bucket of samples earlier than raw)"
             )
+        if self.functions - {"rate", "increase", "histogram_quantile"}:
+            notes.append(
+                f"{tier.name}: *_over_time windows hold whole buckets, (t - range, t] as in "
+                "Prometheus 3; Prometheus 2.x also counts a sample lying exactly on t - range"
+            )
         if self.functions & {"rate", "increase"}:
             notes.append(
                 f"{tier.name}: rate/increase count the exact increase between each window's "

@@ -306,4 +306,6 @@ def _decode(blob: bytes) -> QueryResult:
             )
         )
         offset += count
-    return QueryResult("matrix", series, tuple(header["tiers"]), notes=tuple(header["notes"]))
+    # Blocks cached before results carried notes have none.
+    notes = tuple(header.get("notes", ()))
+    return QueryResult("matrix", series, tuple(header["tiers"]), notes=notes)

@@ -3,16 +3,18 @@ recomputed, exact invalidation, and a dead Redis degrading to uncached answers."
 
 from __future__ import annotations
 
+import struct
 import uuid
 from collections.abc import Iterator
 
 import numpy as np
+import orjson
 import pytest
 import redis
 
 from querylang.parser import parse
 from querylang.result import QueryResult, Series
-from querylang.results_cache import BLOCK_STEPS, ResultsCache
+from querylang.results_cache import BLOCK_STEPS, ResultsCache, _decode
 from tests.live_servers import free_port
 from vigil.settings import Settings
 
@@ -161,3 +163,12 @@ def test_an_answer_computed_before_an_invalidation_is_not_cached_after_it(
     again = Recorder()
     _ask(cache, again, "up", start, end, NOW)
     assert again.steps() < later.steps()  # and the recomputed answer is cached as usual
+
+
+def test_blocks_cached_by_earlier_versions_still_decode() -> None:
+    """Blocks written before results carried approximation notes stay readable."""
+    header = orjson.dumps({"labels": [[["host", "a"]]], "counts": [1], "tiers": ["raw"]})
+    blob = struct.pack(">I", len(header)) + header
+    blob += np.array([STEP], "<i8").tobytes() + np.array([2.5], "<f8").tobytes()
+    decoded = _decode(blob)
+    assert decoded.notes == () and decoded.series[0].values.tolist() == [2.5]
