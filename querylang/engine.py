@@ -27,7 +27,7 @@ from querylang.compiler import (
 from querylang.errors import BadRequest, QueryLimitExceeded, QueryTimeout
 from querylang.evaluator.context import Context
 from querylang.evaluator.evaluate import evaluate
-from querylang.evaluator.values import RangeVector, Scalar, String, Value, Vector
+from querylang.evaluator.values import RangeVector, Scalar, String, Value, Vector, unique
 from querylang.parser import parse
 from querylang.planner import RAW, Plan, Segment, TierCoverage, plan, raw_plan
 from querylang.result import Labels, QueryResult, Series
@@ -340,30 +340,29 @@ def _segment_grid(grid: TimeGrid, segment: Segment) -> TimeGrid:
 
 
 def _joined(parts: list[Value]) -> Value:
-    """The values of consecutive segments as one value over all their steps."""
+    """The values of consecutive segments as one value over all their steps: each
+    segment's rows padded to every step, then rows of one label set merged."""
     if len(parts) == 1:
         return parts[0]
     if all(isinstance(part, Scalar) for part in parts):
         return Scalar(np.concatenate([part.values for part in parts]))  # type: ignore[union-attr]
     assert all(isinstance(part, Vector) for part in parts)
     vectors: list[Vector] = parts  # type: ignore[assignment]
-    rows: dict[Labels, int] = {}
-    for vector in vectors:
-        for labels in vector.labels:
-            rows.setdefault(labels, len(rows))
     steps = sum(vector.values.shape[1] for vector in vectors)
-    values = np.zeros((len(rows), steps))
-    present = np.zeros((len(rows), steps), dtype=bool)
+    labels: list[Labels] = []
+    values, present = [], []
     offset = 0
     for vector in vectors:
         width = vector.values.shape[1]
-        for row, labels in enumerate(vector.labels):
-            target = rows[labels]
-            mask = vector.present[row]
-            values[target, offset : offset + width][mask] = vector.values[row][mask]
-            present[target, offset : offset + width] |= mask
+        padded = np.zeros((len(vector.labels), steps))
+        padded[:, offset : offset + width] = vector.values
+        shown = np.zeros((len(vector.labels), steps), dtype=bool)
+        shown[:, offset : offset + width] = vector.present
+        labels += vector.labels
+        values.append(padded)
+        present.append(shown)
         offset += width
-    return Vector(list(rows), values, present)
+    return unique(Vector(labels, np.concatenate(values), np.concatenate(present)))
 
 
 def _window_samples(matrix: RangeVector, time_us: int) -> list[Series]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 from uuid import UUID
 
 import numpy as np
@@ -38,6 +39,8 @@ from storage.queries import query
 from storage.timestamps import to_datetime, to_unix_us
 
 MINUTE_US = 60_000_000
+
+_Times = TypeVar("_Times", int, npt.NDArray[np.int64])
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,8 @@ class Tier:
         """The relation readers use (it may add retained rows to the table's)."""
         return f"rollups_{self.name}"
 
-    def bucket_end(self, time_us: int) -> int:
-        """The end of the bucket (end - width, end] holding `time_us`."""
+    def bucket_end(self, time_us: _Times) -> _Times:
+        """The end of the bucket (end - width, end] holding `time_us` (or each time)."""
         return -(-time_us // self.width_us) * self.width_us
 
     def floor(self, time_us: int) -> int:
@@ -209,8 +212,7 @@ def mark_late(
     late = times_us <= horizon
     count = int(np.count_nonzero(late))
     if count:
-        width = TIERS["1m"].width_us
-        buckets = -(-times_us[late] // width) * width
+        buckets = TIERS["1m"].bucket_end(times_us[late])
         pairs = np.unique(np.stack([series_ids[late], buckets]), axis=1)
         conn.execute(
             query("mark_late_buckets"),

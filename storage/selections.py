@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -34,26 +34,30 @@ def fetch_selection(
     querylang/compiler.py), so unpacking is two `frombuffer` calls per series
     (and a sort when they came unordered); NaN payloads (stale markers) survive
     bit for bit."""
-    return [
-        _unpacked(metric, labels, times, values)
-        for metric, labels, times, values in fetch_rows(conn, statement, params, timeout)
-    ]
+    selected = []
+    for metric, labels, times, values in fetch_rows(conn, statement, params, timeout):
+        times_us, unpacked = _unpacked("tf", (times, values))
+        selected.append(SelectedSeries(metric, labels, times_us, unpacked))
+    return selected
 
 
 _POSTGRES_EPOCH_US = 946_684_800_000_000
 """2000-01-01 in Unix µs: `timestamptz_send` counts from there."""
 
 
-def _unpacked(
-    metric: str, labels: Mapping[str, str], times: bytes, values: bytes
-) -> SelectedSeries:
-    """One series' packed points, in time order."""
-    times_us = np.frombuffer(times, dtype=">i8").astype(np.int64) + _POSTGRES_EPOCH_US
-    unpacked = np.frombuffer(values, dtype=">f8").astype(np.float64)
-    if len(times_us) > 1 and (np.diff(times_us) < 0).any():
-        order = np.argsort(times_us, kind="stable")
-        times_us, unpacked = times_us[order], unpacked[order]
-    return SelectedSeries(metric, labels, times_us, unpacked)
+def _unpacked(kinds: str, packed: Sequence[bytes]) -> list[npt.NDArray[Any]]:
+    """Packed columns as arrays ("t": timestamptz_send, as Unix µs; "f": float8send),
+    all in the order of the first (sorted when they came unordered)."""
+    columns = [
+        np.frombuffer(data, dtype=">i8").astype(np.int64) + _POSTGRES_EPOCH_US
+        if kind == "t"
+        else np.frombuffer(data, dtype=">f8").astype(np.float64)
+        for kind, data in zip(kinds, packed, strict=True)
+    ]
+    if len(columns[0]) > 1 and (np.diff(columns[0]) < 0).any():
+        order = np.argsort(columns[0], kind="stable")
+        columns = [column[order] for column in columns]
+    return columns
 
 
 @dataclass(frozen=True)
@@ -76,19 +80,10 @@ def fetch_columns(
     """Run a compiled rollup selection: after metric and labels, one packed binary
     string per column, `kinds[i]` saying how to unpack column i ("t": timestamptz_send
     as Unix µs, "f": float8send)."""
-    selected = []
-    for metric, labels, *packed in fetch_rows(conn, statement, params, timeout):
-        columns = [
-            np.frombuffer(data, dtype=">i8").astype(np.int64) + _POSTGRES_EPOCH_US
-            if kind == "t"
-            else np.frombuffer(data, dtype=">f8").astype(np.float64)
-            for kind, data in zip(kinds, packed, strict=True)
-        ]
-        if len(columns[0]) > 1 and (np.diff(columns[0]) < 0).any():
-            order = np.argsort(columns[0], kind="stable")
-            columns = [column[order] for column in columns]
-        selected.append(SelectedColumns(metric, labels, tuple(columns)))
-    return selected
+    return [
+        SelectedColumns(metric, labels, tuple(_unpacked(kinds, packed)))
+        for metric, labels, *packed in fetch_rows(conn, statement, params, timeout)
+    ]
 
 
 def fetch_rows(
