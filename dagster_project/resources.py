@@ -11,7 +11,6 @@ from __future__ import annotations
 import smtplib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from email.message import EmailMessage
 
 import dagster as dg
@@ -21,6 +20,7 @@ from pydantic import Field
 
 from querylang.results_cache import ResultsCache
 from storage.database import connect
+from vigil import wiring
 from vigil.settings import Settings
 
 
@@ -39,31 +39,24 @@ class PostgresResource(dg.ConfigurableResource["PostgresResource"]):
 
 
 class RedisResource(dg.ConfigurableResource["RedisResource"]):
-    """Vigil's Redis: a client, and the query results cache kept in it.
-
-    Built here rather than through vigil.wiring, which imports the whole API: the
-    code location that runs rollups must load even when the API's modules do not.
-    """
+    """Vigil's Redis: a client, and the query results cache kept in it, built as the
+    API builds them (vigil.wiring)."""
 
     redis_url: str | None = Field(default=None, description="Redis URL; default: VIGIL_REDIS_URL.")
 
     def client(self) -> redis.Redis:
         """A client with the API's bounded timeouts, so a dead Redis fails a job quickly."""
-        return redis.Redis.from_url(
-            self.redis_url or Settings().redis_url,
-            socket_timeout=10,
-            socket_connect_timeout=3,
-            health_check_interval=30,
-        )
+        return wiring.redis_client(self._settings())
 
     def results_cache(self) -> ResultsCache:
         """The read path's results cache, under the same settings as the API's."""
-        query = Settings().query
-        return ResultsCache(
-            self.client(),
-            freshness_us=query.cache_freshness // timedelta(microseconds=1),
-            ttl_s=int(query.cache_ttl.total_seconds()),
-        )
+        return wiring.results_cache(self._settings())
+
+    def _settings(self) -> Settings:
+        settings = Settings()
+        if self.redis_url:
+            settings = settings.model_copy(update={"redis_url": self.redis_url})
+        return settings
 
 
 class SmtpResource(dg.ConfigurableResource["SmtpResource"]):

@@ -69,11 +69,6 @@ TIER_FUNCTIONS = frozenset(
 """Range functions a rollup tier answers."""
 
 
-def window_on(tier: Tier, range_us: int) -> int:
-    """A range selector's window on a tier: at least one bucket."""
-    return max(range_us, tier.width_us)
-
-
 def instant_points(
     matchers: tuple[ast.Matcher, ...], tier: Tier, low_us: int, high_us: int, ctx: Context
 ) -> list[SelectedSeries]:
@@ -91,7 +86,7 @@ def range_function(call: ast.Call, ctx: Context, window_ends: np.ndarray) -> Vec
     assert tier is not None
     selector = call.args[0]
     assert isinstance(selector, ast.MatrixSelector)
-    range_us = window_on(tier, selector.range_us)
+    range_us = max(selector.range_us, tier.width_us)  # at least one bucket
     low = int(window_ends.min()) - range_us - tier.width_us if len(window_ends) else 0
     high = int(window_ends.max()) + tier.width_us if len(window_ends) else 0
     matchers = selector.vector.matchers
