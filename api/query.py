@@ -12,8 +12,8 @@ from fastapi import APIRouter, Header, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.dependencies import CallerDep, ServicesDep
-from querylang.engine import Explanation
 from querylang.evaluator.formatting import format_value
+from querylang.explanation import Explanation
 from querylang.planner import Plan
 from querylang.result import QueryResult
 from querylang.times import parse_duration, parse_time

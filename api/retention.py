@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from api.dependencies import CallerDep, ServicesDep
-from storage.retention import TIERS, RetentionOverride, parse_retention, retention_text
+from storage.retention import RetentionOverride, parse_retention, retention_text
+from storage.tiers import TIER_NAMES
 
 router = APIRouter(prefix="/v1/retention", tags=["retention"])
 
@@ -58,7 +59,7 @@ def get_retention(caller: CallerDep, services: ServicesDep) -> RetentionOut:
     """The tiers' default retention and the caller's overrides."""
     defaults = services.retention.defaults
     return RetentionOut(
-        defaults={tier: retention_text(defaults.of(tier)) for tier in TIERS},
+        defaults={tier: retention_text(defaults.of(tier)) for tier in TIER_NAMES},
         overrides=[_out(o) for o in services.retention.of(caller.tenant.id)],
     )
 

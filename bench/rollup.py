@@ -65,9 +65,10 @@ from querylang.result import QueryResult
 from querylang.results_cache import ResultsCache
 from storage.database import connect
 from storage.queries import query
-from storage.rollups import TIERS, materialise, materialise_window, read_watermarks
+from storage.rollups import materialise, materialise_window, read_watermarks
 from storage.samples import SampleBatch, SampleWriter, SeriesColumns
 from storage.series import SeriesCatalog
+from storage.tiers import ROLLUP_TIERS, TIERS
 from vigil.services import local_services
 from vigil.settings import Settings
 
@@ -381,9 +382,11 @@ def repair_once(
 def upsert_statement(tier: str, rows: str) -> sql.Composed:
     """A tier's upsert around the named row source, composed as storage/rollups.py's
     _upsert composes it (that function is private; this copy must follow it)."""
-    spec = TIERS[tier]
-    source = sql.Identifier("vigil", TIERS[spec.source].view) if spec.source else sql.SQL("")
-    statement = sql.SQL(query("rollup_from_raw" if spec.source is None else "rollup_from_tier"))
+    spec = ROLLUP_TIERS[tier]
+    source = (
+        sql.Identifier("vigil", TIERS[spec.source].view) if spec.source != "raw" else sql.SQL("")
+    )
+    statement = sql.SQL(query("rollup_from_raw" if spec.source == "raw" else "rollup_from_tier"))
     return statement.format(
         target=sql.Identifier("vigil", spec.table),
         rows=sql.SQL(query(rows)).format(source=source),
@@ -393,8 +396,8 @@ def upsert_statement(tier: str, rows: str) -> sql.Composed:
 def explain(conn: psycopg.Connection, tier: str, low_us: int, high_us: int) -> str:
     """EXPLAIN (ANALYZE, BUFFERS) of materialise_window's upsert for (low, high] as a
     first run (the buckets deleted first), rolled back."""
-    spec = TIERS[tier]
-    rows = "raw_rows_window" if spec.source is None else "tier_rows_window"
+    spec = ROLLUP_TIERS[tier]
+    rows = "raw_rows_window" if spec.source == "raw" else "tier_rows_window"
     params = {"width": _interval(spec.width_us), "low": _at(low_us), "high": _at(high_us)}
     delete = sql.SQL("DELETE FROM {} WHERE bucket > %s AND bucket <= %s").format(tier_table(tier))
     return _explained(
@@ -408,7 +411,7 @@ def explain_repair(conn: psycopg.Connection, tenant_id: Any, minute_end_us: int)
     each statement's execution time first."""
     metrics = [m for (m,) in conn.execute("SELECT DISTINCT metric FROM vigil.series")]
     out = []
-    for tier, spec in TIERS.items():
+    for tier, spec in ROLLUP_TIERS.items():
         bucket = spec.bucket_end(minute_end_us)
         params = {
             "tenant_ids": [tenant_id] * len(metrics),
@@ -418,7 +421,7 @@ def explain_repair(conn: psycopg.Connection, tenant_id: Any, minute_end_us: int)
             "low": _at(bucket - spec.width_us),
             "high": _at(bucket),
         }
-        rows = "raw_rows_targets" if spec.source is None else "tier_rows_targets"
+        rows = "raw_rows_targets" if spec.source == "raw" else "tier_rows_targets"
         plan = _explained(conn, upsert_statement(tier, rows), params, None)
         took = plan.rsplit("Execution Time: ", 1)[-1]
         out.append(f"-- repair of the {tier} tier ({len(metrics)} metrics): {took}\n{plan}")

@@ -7,9 +7,9 @@ invalidation log (`vigil.rollup_dirty`)."""
 import dagster as dg
 
 from dagster_project.resources import PostgresResource, RedisResource
-from dagster_project.rollup import TIER_NAMES
 from querylang.repair import repair_and_invalidate
 from storage import rollups
+from storage.tiers import ROLLUP_TIER_NAMES
 from vigil.settings import Settings
 
 # A repair run in one of these states makes the sensor wait rather than request another.
@@ -34,7 +34,7 @@ def repair_rollups(
         f"rewritten); {len(repair.invalidations)} cached ranges invalidated"
     )
     if repair.buckets:
-        for tier in TIER_NAMES:
+        for tier in ROLLUP_TIER_NAMES:
             context.log_event(
                 dg.AssetObservation(
                     f"rollup_{tier}",

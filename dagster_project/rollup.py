@@ -15,18 +15,15 @@ watermark, materialised when buckets were built, observed when none were due.
 
 import time
 from datetime import timedelta
-from typing import Literal
 
 import dagster as dg
 from pydantic import Field
 
 from dagster_project.resources import PostgresResource
 from storage import rollups
+from storage.tiers import ROLLUP_TIER_NAMES, RollupTierName
 from storage.timestamps import to_datetime
 from vigil.settings import Settings
-
-TierName = Literal["1m", "1h", "1d"]
-TIER_NAMES: tuple[TierName, ...] = ("1m", "1h", "1d")
 
 TIER_ASSETS = [
     dg.AssetSpec(
@@ -35,14 +32,14 @@ TIER_ASSETS = [
         "its watermark says up to where.",
         group_name="rollups",
     )
-    for tier in TIER_NAMES
+    for tier in ROLLUP_TIER_NAMES
 ]
 
 
 class RollupConfig(dg.Config):
     """Which tier a rollup run builds."""
 
-    tier: TierName = Field(description="1m from raw, 1h from 1m, 1d from 1h.")
+    tier: RollupTierName = Field(description="1m from raw, 1h from 1m, 1d from 1h.")
 
 
 def _moment(time_us: int | None) -> str:
@@ -97,7 +94,7 @@ def rollup() -> None:
     materialise_tier()
 
 
-def _schedule(tier: TierName, cron: str, when: str) -> dg.ScheduleDefinition:
+def _schedule(tier: RollupTierName, cron: str, when: str) -> dg.ScheduleDefinition:
     return dg.ScheduleDefinition(
         name=f"rollup_{tier}_schedule",
         cron_schedule=cron,

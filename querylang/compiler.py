@@ -30,13 +30,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import sqlglot
 from sqlglot import exp
 
 from querylang import ast
 from querylang.regex import anchored_for_postgres
+from querylang.timegrid import TimeGrid
 from storage.series import LAST_SEEN_RESOLUTION_US
 
 _INSTANT = """
@@ -103,24 +102,6 @@ ROLLUP_COLUMNS = {
 }
 """The rollup columns a statement may select, and how each is packed ("t":
 timestamptz_send, "f": float8send)."""
-
-
-@dataclass(frozen=True)
-class TimeGrid:
-    """Evaluation times `start + k * step` for k < count (step 0 when count is 1)."""
-
-    start_us: int
-    step_us: int
-    count: int
-
-    @property
-    def end_us(self) -> int:
-        return self.start_us + self.step_us * (self.count - 1)
-
-    @property
-    def times_us(self) -> npt.NDArray[np.int64]:
-        """Every evaluation time, in order."""
-        return self.start_us + self.step_us * np.arange(self.count, dtype=np.int64)
 
 
 @dataclass(frozen=True)

@@ -7,49 +7,26 @@ compiled to one SQL statement and run through `storage.selections`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import TypeVar
+from dataclasses import dataclass
 
 import numpy as np
 import psycopg
 
 from querylang import ast
-from querylang.compiler import (
-    ROLLUP_COLUMNS,
-    Statement,
-    TimeGrid,
-    compile_instant,
-    compile_range,
-    compile_rollup,
-)
-from querylang.errors import BadRequest, QueryLimitExceeded, QueryTimeout
+from querylang.database_source import DatabaseSource
+from querylang.errors import BadRequest, QueryTimeout
 from querylang.evaluator.context import Context
 from querylang.evaluator.evaluate import evaluate
 from querylang.evaluator.values import RangeVector, Scalar, String, Value, Vector, unique
+from querylang.explanation import Explanation
+from querylang.limits import QueryLimits
 from querylang.parser import parse
 from querylang.planner import RAW, Plan, Segment, TierCoverage, plan, raw_plan
 from querylang.result import Labels, QueryResult, Series
+from querylang.timegrid import TimeGrid
 from querylang.typecheck import value_type
-from storage.errors import StatementTimeout
-from storage.rollups import TIERS, Tier, read_watermarks
-from storage.selections import SelectedColumns, SelectedSeries, fetch_columns, fetch_selection
-
-
-@dataclass(frozen=True)
-class QueryLimits:
-    """What one query may use before it fails with a clear error."""
-
-    timeout: timedelta = timedelta(seconds=30)
-    max_series: int = 50_000
-    max_points: int = 11_000
-    max_samples: int = 50_000_000
-    lookback: timedelta = timedelta(minutes=5)
-
-    @property
-    def lookback_us(self) -> int:
-        return self.lookback // timedelta(microseconds=1)
+from storage.rollups import read_watermarks
+from storage.tiers import ROLLUP_TIERS
 
 
 @dataclass(frozen=True)
@@ -59,117 +36,6 @@ class TierPolicy:
 
     retention_us: dict[str, int]
     points_per_step: float = 1.0
-
-
-@dataclass
-class Explanation:
-    """What `explain=true` shows: the plan and every statement run."""
-
-    plan: Plan | None = None
-    statements: list[Statement] = field(default_factory=list)
-
-
-class DatabaseSource:
-    """The evaluator's sample source: one compiled statement per selector, run on
-    one connection, within the query's deadline and sample budget."""
-
-    def __init__(
-        self,
-        conn: psycopg.Connection,
-        tenant_id: str,
-        limits: QueryLimits,
-        deadline: float,
-        explanation: Explanation,
-    ) -> None:
-        self._conn = conn
-        self._tenant_id = tenant_id
-        self._limits = limits
-        self._deadline = deadline
-        self._explanation = explanation
-        self._samples = 0
-
-    def instant(
-        self, matchers: tuple[ast.Matcher, ...], grid: TimeGrid, lookback_us: int
-    ) -> Sequence[SelectedSeries]:
-        statement = compile_instant(
-            self._tenant_id, matchers, grid, lookback_us, self._limits.max_series + 1
-        )
-        return self._run(statement)
-
-    def range(
-        self, matchers: tuple[ast.Matcher, ...], grid: TimeGrid, range_us: int
-    ) -> Sequence[SelectedSeries]:
-        statement = compile_range(
-            self._tenant_id, matchers, grid, range_us, self._limits.max_series + 1
-        )
-        return self._run(statement)
-
-    def rollup(
-        self,
-        matchers: tuple[ast.Matcher, ...],
-        tier: Tier,
-        columns: tuple[str, ...],
-        low_us: int,
-        high_us: int,
-    ) -> Sequence[SelectedColumns]:
-        statement = compile_rollup(
-            self._tenant_id,
-            matchers,
-            tier.view,
-            columns,
-            low_us,
-            high_us,
-            self._limits.max_series + 1,
-        )
-        kinds = "".join(ROLLUP_COLUMNS[name] for name in ("bucket", *columns))
-        found = self._fetch(
-            lambda timeout: fetch_columns(
-                self._conn, statement.sql, statement.params, timeout, kinds
-            ),
-            statement,
-        )
-        return self._counted(found, [len(series.columns[0]) for series in found])
-
-    def _run(self, statement: Statement) -> list[SelectedSeries]:
-        found = self._fetch(
-            lambda timeout: fetch_selection(self._conn, statement.sql, statement.params, timeout),
-            statement,
-        )
-        return self._counted(found, [len(series.times_us) for series in found])
-
-    def _fetch(
-        self, fetch: Callable[[timedelta], list[_Found]], statement: Statement
-    ) -> list[_Found]:
-        self._explanation.statements.append(statement)
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            raise QueryTimeout(_timeout_message(self._limits))
-        try:
-            return fetch(timedelta(seconds=remaining))
-        except StatementTimeout as exc:
-            raise QueryTimeout(_timeout_message(self._limits)) from exc
-
-    def _counted(self, found: list[_Found], points: list[int]) -> list[_Found]:
-        """`found`, unless it breaks the series or sample limit."""
-        if len(found) > self._limits.max_series:
-            raise QueryLimitExceeded(
-                f"a selector matched more than {self._limits.max_series} series; "
-                "narrow it with more label matchers"
-            )
-        self._samples += sum(points)
-        if self._samples > self._limits.max_samples:
-            raise QueryLimitExceeded(
-                f"query would load more than {self._limits.max_samples} samples; "
-                "shorten the range or narrow the selectors"
-            )
-        return found
-
-
-_Found = TypeVar("_Found", SelectedSeries, SelectedColumns)
-
-
-def _timeout_message(limits: QueryLimits) -> str:
-    return f"query timed out after {limits.timeout.total_seconds():g} s"
 
 
 class QueryEngine:
@@ -286,7 +152,7 @@ class QueryEngine:
             TierCoverage(
                 name, tier.width_us, retention.get(name), watermarks[name].materialised_to_us
             )
-            for name, tier in TIERS.items()
+            for name, tier in ROLLUP_TIERS.items()
             if watermarks[name].materialised_to_us is not None
         ]
         return plan(
@@ -317,7 +183,7 @@ class QueryEngine:
         source = DatabaseSource(conn, tenant_id, self.limits, deadline, explained)
         parts = []
         for segment in chosen.segments:
-            tier = None if segment.tier == RAW else TIERS[segment.tier]
+            tier = None if segment.tier == RAW else ROLLUP_TIERS[segment.tier]
             lookback = self.limits.lookback_us
             if tier is not None:
                 lookback = max(lookback, tier.width_us)
@@ -331,7 +197,7 @@ class QueryEngine:
             )
             parts.append(evaluate(expr, ctx))
         if time.monotonic() > deadline:
-            raise QueryTimeout(_timeout_message(self.limits))
+            raise QueryTimeout(self.limits.timeout_message())
         return _joined(parts), chosen
 
 

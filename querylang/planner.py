@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 import numpy as np
 
 from querylang import ast
-from querylang.compiler import TimeGrid
-from querylang.evaluator.tiers import TIER_FUNCTIONS
+from querylang.tier_functions import TIER_FUNCTIONS
+from querylang.timegrid import TimeGrid
 
 RAW = "raw"
 

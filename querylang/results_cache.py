@@ -30,7 +30,7 @@ from querylang import ast
 from querylang.planner import extent
 from querylang.printer import to_promql
 from querylang.result import Labels, QueryResult, Series
-from storage.rollups import TIERS
+from storage.tiers import TIERS
 
 log = logging.getLogger(__name__)
 

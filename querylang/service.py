@@ -12,8 +12,9 @@ from querylang.compiler import (
     compile_label_values,
     compile_series,
 )
-from querylang.engine import Explanation, QueryEngine
+from querylang.engine import QueryEngine
 from querylang.errors import BadRequest, QueryLimitExceeded
+from querylang.explanation import Explanation
 from querylang.parser import parse
 from querylang.result import Labels, QueryResult
 from querylang.results_cache import ResultsCache

@@ -38,11 +38,11 @@ from storage import rollups
 from storage.database import Pool
 from storage.errors import StorageError
 from storage.queries import query
+from storage.tiers import ROLLUP_TIERS, TIER_NAMES
 from storage.timestamps import to_datetime
 from vigil.durations import format_duration, parse_duration
 from vigil.settings import RetentionSettings
 
-TIERS: Final = ("raw", "1m", "1h", "1d")
 MAX_RETENTION: Final = timedelta(days=3650)
 MAX_OVERRIDES_PER_TENANT: Final = 100
 # Prometheus metric-name characters, plus the glob's `*` (any run) and `?` (one).
@@ -148,8 +148,8 @@ def validate_override(
     tier: str, pattern: str, retention: timedelta, defaults: RetentionSettings
 ) -> None:
     """Raise InvalidRetentionOverride unless the override can be stored and enforced."""
-    if tier not in TIERS:
-        raise InvalidRetentionOverride(f"unknown tier {tier!r}: use one of {', '.join(TIERS)}")
+    if tier not in TIER_NAMES:
+        raise InvalidRetentionOverride(f"unknown tier {tier!r}: use one of {', '.join(TIER_NAMES)}")
     if not _PATTERN.fullmatch(pattern):
         raise InvalidRetentionOverride(
             f"invalid metric pattern {pattern!r}: use metric-name characters (letters, "
@@ -255,7 +255,7 @@ def apply_retention(
 def _built_from(tier: str, watermarks: dict[str, rollups.Watermark]) -> datetime | None:
     """How far the tier built from `tier` is materialised (None: no such tier, or it has
     never run): data after that is still its source and must stay."""
-    consumer = next((t for t in rollups.TIERS.values() if (t.source or "raw") == tier), None)
+    consumer = next((t for t in ROLLUP_TIERS.values() if t.source == tier), None)
     if consumer is None:
         return None
     built = watermarks[consumer.name].materialised_to_us

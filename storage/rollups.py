@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
 from uuid import UUID
 
 import numpy as np
@@ -36,46 +35,8 @@ import psycopg
 from psycopg import sql
 
 from storage.queries import query
+from storage.tiers import ROLLUP_TIERS, TIERS, Tier
 from storage.timestamps import to_datetime, to_unix_us
-
-MINUTE_US = 60_000_000
-
-_Times = TypeVar("_Times", int, npt.NDArray[np.int64])
-
-
-@dataclass(frozen=True)
-class Tier:
-    """A rollup tier: its name, bucket width, table, and the tier it is built from
-    (None: raw samples)."""
-
-    name: str
-    width_us: int
-    source: str | None
-
-    @property
-    def table(self) -> str:
-        return f"rollup_{self.name}"
-
-    @property
-    def view(self) -> str:
-        """The relation readers use (it may add retained rows to the table's)."""
-        return f"rollups_{self.name}"
-
-    def bucket_end(self, time_us: _Times) -> _Times:
-        """The end of the bucket (end - width, end] holding `time_us` (or each time)."""
-        return -(-time_us // self.width_us) * self.width_us
-
-    def floor(self, time_us: int) -> int:
-        """The latest bucket end at or before `time_us`."""
-        return time_us // self.width_us * self.width_us
-
-
-TIERS = {
-    "1m": Tier("1m", MINUTE_US, None),
-    "1h": Tier("1h", 60 * MINUTE_US, "1m"),
-    "1d": Tier("1d", 24 * 60 * MINUTE_US, "1h"),
-}
-"""Finest first: each tier is built from the one before it."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +112,7 @@ def materialise(
     A 1m bucket is closed once `settle_us` has passed since its end; a coarser bucket
     once the tier below is built past its end. `conn` is in autocommit mode.
     """
-    spec = TIERS[tier]
+    spec = ROLLUP_TIERS[tier]
     oldest = _first_bucket_start(conn, spec)
     with conn.transaction():
         row = conn.execute(query("try_lock_watermark"), {"tier": tier}).fetchone()
@@ -164,7 +125,7 @@ def materialise(
             start = closed if start is None else min(start, closed)
             target = min(closed, start + max_buckets * spec.width_us)
             if claimed is None or target > claimed:
-                if spec.source is None:  # held only until this claim commits
+                if spec.source == "raw":  # held only until this claim commits
                     conn.execute(query("lock_late_marking"))
                 conn.execute(
                     query("claim_watermark"), {"tier": tier, "claimed_to": to_datetime(target)}
@@ -185,7 +146,7 @@ def materialise(
 def materialise_window(conn: psycopg.Connection, tier: str, low_us: int, high_us: int) -> int:
     """Upsert every bucket of `tier` ending in (low, high] from its source, whatever
     the watermarks say; returns the rows written. Bounds must be bucket ends."""
-    spec = TIERS[tier]
+    spec = ROLLUP_TIERS[tier]
     if low_us % spec.width_us or high_us % spec.width_us:
         raise ValueError(f"bounds must be multiples of the {tier} bucket width")
     params = {
@@ -193,7 +154,7 @@ def materialise_window(conn: psycopg.Connection, tier: str, low_us: int, high_us
         "low": to_datetime(low_us),
         "high": to_datetime(high_us),
     }
-    rows = "raw_rows_window" if spec.source is None else "tier_rows_window"
+    rows = "raw_rows_window" if spec.source == "raw" else "tier_rows_window"
     return _upsert(conn, spec, rows, params)
 
 
@@ -212,7 +173,7 @@ def mark_late(
     late = times_us <= horizon
     count = int(np.count_nonzero(late))
     if count:
-        buckets = TIERS["1m"].bucket_end(times_us[late])
+        buckets = ROLLUP_TIERS["1m"].bucket_end(times_us[late])
         pairs = np.unique(np.stack([series_ids[late], buckets]), axis=1)
         conn.execute(
             query("mark_late_buckets"),
@@ -242,7 +203,7 @@ def repair(conn: psycopg.Connection, limit: int) -> Repair:
         rows = 0
         invalidations: list[Invalidation] = []
         targets = {(b.tenant_id, b.metric, b.bucket_us) for b in claimed}
-        for spec in TIERS.values():
+        for spec in ROLLUP_TIERS.values():
             built = watermarks[spec.name].materialised_to_us
             if built is None:
                 break
@@ -278,13 +239,14 @@ def _repair_tier(
         "low": to_datetime(min(buckets) - spec.width_us),
         "high": to_datetime(max(buckets)),
     }
-    rows = "raw_rows_targets" if spec.source is None else "tier_rows_targets"
+    rows = "raw_rows_targets" if spec.source == "raw" else "tier_rows_targets"
     return _upsert(conn, spec, rows, params)
 
 
 def _upsert(conn: psycopg.Connection, spec: Tier, rows: str, params: dict[str, object]) -> int:
-    source = sql.Identifier("vigil", TIERS[spec.source].view) if spec.source else sql.SQL("")
-    aggregate = sql.SQL(query("rollup_from_raw" if spec.source is None else "rollup_from_tier"))
+    assert spec.source is not None
+    source = sql.Identifier("vigil", TIERS[spec.source].view)
+    aggregate = sql.SQL(query("rollup_from_raw" if spec.source == "raw" else "rollup_from_tier"))
     composed = sql.SQL(query("upsert_buckets")).format(
         target=sql.Identifier("vigil", spec.table),
         aggregate=aggregate.format(rows=sql.SQL(query(rows)).format(source=source)),
@@ -313,7 +275,8 @@ def _locked_watermark(conn: psycopg.Connection, tier: str) -> tuple[int | None, 
 def _closed_end(conn: psycopg.Connection, spec: Tier, now_us: int, settle_us: int) -> int | None:
     """The latest bucket end of `spec` whose bucket may be built now (None: none, the
     tier below has not been built)."""
-    if spec.source is None:
+    assert spec.source is not None
+    if spec.source == "raw":
         return spec.floor(now_us - settle_us)
     below = read_watermarks(conn)[spec.source].materialised_to_us
     return None if below is None else spec.floor(below)
@@ -321,7 +284,8 @@ def _closed_end(conn: psycopg.Connection, spec: Tier, now_us: int, settle_us: in
 
 def _first_bucket_start(conn: psycopg.Connection, spec: Tier) -> int | None:
     """Where a tier's first run starts: before the oldest data of its source."""
-    table = "samples_raw" if spec.source is None else TIERS[spec.source].table
+    assert spec.source is not None
+    table = TIERS[spec.source].table
     row = conn.execute(query("oldest_chunk"), {"table": table}).fetchone()
     oldest = None if row is None else _micros(row[0])
     return None if oldest is None else spec.floor(oldest - 1)

@@ -21,7 +21,8 @@ from ingest.intake import Intake
 from ingest.rate_limit import RateLimiter, RateLimits
 from ingest.validation import Limits, SeriesRules
 from ingest.writer import Writer, WriterStats
-from querylang.engine import QueryEngine, QueryLimits, TierPolicy
+from querylang.engine import QueryEngine, TierPolicy
+from querylang.limits import QueryLimits
 from querylang.results_cache import ResultsCache
 from querylang.service import QueryService
 from storage.database import Pool, connect
@@ -29,6 +30,7 @@ from storage.retention import RetentionOverrides
 from storage.samples import SampleWriter
 from storage.series import SeriesCatalog
 from storage.sql_console import SqlConsole, reader_url
+from storage.tiers import TIER_NAMES
 from vigil.settings import Settings
 
 
@@ -123,7 +125,7 @@ def query_service(settings: Settings) -> QueryService:
         TierPolicy(
             retention_us={
                 tier: settings.retention.of(tier) // timedelta(microseconds=1)
-                for tier in ("raw", "1m", "1h", "1d")
+                for tier in TIER_NAMES
             },
             points_per_step=settings.rollup.points_per_step,
         ),

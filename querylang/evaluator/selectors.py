@@ -7,11 +7,11 @@ from collections.abc import Callable
 import numpy as np
 
 from querylang import ast
-from querylang.compiler import TimeGrid
 from querylang.errors import QueryLimitExceeded
 from querylang.evaluator import tiers
 from querylang.evaluator.context import DEFAULT_SUBQUERY_STEP_US, Context
 from querylang.evaluator.values import RangeVector, Value, Vector, is_stale, labels_of
+from querylang.timegrid import TimeGrid
 
 
 def instant(selector: ast.VectorSelector, ctx: Context) -> Vector:

@@ -42,31 +42,9 @@ from querylang import ast
 from querylang.evaluator import windows
 from querylang.evaluator.context import Context
 from querylang.evaluator.values import Floats, Ints, Labels, RangeVector, Vector, labels_of
-from storage.rollups import Tier
+from querylang.tier_functions import COUNTER_COLUMNS, MIDDLE_STREAMS
 from storage.selections import SelectedColumns, SelectedSeries
-
-_MIDDLE_STREAMS = {
-    "sum_over_time": ("sum", "sum_over_time"),
-    "count_over_time": ("samples", "sum_over_time"),
-    "min_over_time": ("min", "min_over_time"),
-    "max_over_time": ("max", "max_over_time"),
-    "present_over_time": ("samples", "present_over_time"),
-}
-"""Functions answered by one column at bucket middles: (column, raw function)."""
-
-_COUNTER_COLUMNS = (
-    "first_time",
-    "first_value",
-    "last_time",
-    "last_value",
-    "reset_correction",
-    "samples",
-)
-
-TIER_FUNCTIONS = frozenset(
-    {*_MIDDLE_STREAMS, "avg_over_time", "last_over_time", "rate", "increase"}
-)
-"""Range functions a rollup tier answers."""
+from storage.tiers import Tier
 
 
 def instant_points(
@@ -100,8 +78,8 @@ def range_function(call: ast.Call, ctx: Context, window_ends: np.ndarray) -> Vec
         return RangeVector(labels, list(times), list(values), window_ends, range_us)
 
     func = call.func
-    if func in _MIDDLE_STREAMS:
-        column, raw = _MIDDLE_STREAMS[func]
+    if func in MIDDLE_STREAMS:
+        column, raw = MIDDLE_STREAMS[func]
         labels, found = fetch((column,))
         points = ((_middle(tier, series), series.columns[1]) for series in found)
         return windows.RANGE_FUNCTIONS[raw](matrix(labels, points))
@@ -118,7 +96,7 @@ def range_function(call: ast.Call, ctx: Context, window_ends: np.ndarray) -> Vec
         points = ((series.columns[1], series.columns[2]) for series in found)
         return windows.RANGE_FUNCTIONS[func](matrix(labels, points))
     if func in ("rate", "increase"):
-        labels, found = fetch(_COUNTER_COLUMNS)
+        labels, found = fetch(COUNTER_COLUMNS)
         streams = [_counter(series) for series in found]
         counters = matrix(labels, ((times, values) for times, values, _, _ in streams))
         condensed = windows.Condensed(

@@ -9,8 +9,10 @@ import numpy as np
 import psycopg
 import pytest
 
-from querylang.engine import Explanation, QueryEngine, QueryLimits
+from querylang.engine import QueryEngine
 from querylang.errors import QueryLimitExceeded, QueryTimeout
+from querylang.explanation import Explanation
+from querylang.limits import QueryLimits
 from storage import tenants
 from storage.samples import SampleBatch, SampleWriter, SeriesSamples
 from storage.series import SeriesCatalog, SeriesKey

@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from querylang import ast
-from querylang.compiler import TimeGrid
 from querylang.errors import QueryError
 from querylang.evaluator.context import Context
 from querylang.evaluator.evaluate import evaluate
 from querylang.evaluator.values import STALE_NAN_BITS
+from querylang.timegrid import TimeGrid
 from storage.selections import SelectedSeries
 from tests.querylang.test_printer import _exprs
 

@@ -18,18 +18,19 @@ import numpy as np
 import psycopg
 import pytest
 
-from querylang.compiler import TimeGrid
-from querylang.engine import QueryEngine, QueryLimits, TierPolicy
+from querylang.engine import QueryEngine, TierPolicy
+from querylang.limits import QueryLimits
 from querylang.parser import parse
 from querylang.repair import repair_and_invalidate
 from querylang.result import QueryResult
 from querylang.results_cache import ResultsCache
 from querylang.service import QueryService
+from querylang.timegrid import TimeGrid
 from storage import rollups, tenants
 from storage.database import Pool, connect
-from storage.rollups import TIERS
 from storage.samples import SampleBatch, SampleWriter, SeriesSamples
 from storage.series import SeriesCatalog, SeriesKey
+from storage.tiers import ROLLUP_TIERS
 from vigil.settings import Settings
 from vigil.wiring import redis_client
 
@@ -75,7 +76,7 @@ def series_data(times: np.ndarray) -> list[SeriesSamples]:
 
 def build_tiers(conn: psycopg.Connection, now_us: int) -> None:
     """Run every tier's rollup until it has caught up with `now_us`."""
-    for tier in TIERS:
+    for tier in ROLLUP_TIERS:
         while True:
             run = rollups.materialise(conn, tier, now_us, SETTLE, 1440)
             if run.end_us == run.start_us:
@@ -254,18 +255,18 @@ def test_late_samples_are_repaired_in_every_tier_and_reach_cached_results(
         repaired = repair_and_invalidate(conn, cache, limit=100)
         assert [b.bucket_us for b in repaired.buckets] == [-(-late_time // MINUTE_US) * MINUTE_US]
         assert {i.end_us for i in repaired.invalidations} == {
-            TIERS[t].bucket_end(late_time) for t in TIERS
+            ROLLUP_TIERS[t].bucket_end(late_time) for t in ROLLUP_TIERS
         }
         assert rollups.dirty_count(conn) == 0
 
         # Every tier equals a fresh recomputation from raw samples.
-        stored = {t: tier_rows(conn, t) for t in TIERS}
+        stored = {t: tier_rows(conn, t) for t in ROLLUP_TIERS}
         built = rollups.read_watermarks(conn)
-        for tier in TIERS:
+        for tier in ROLLUP_TIERS:
             high = built[tier].materialised_to_us
             assert high is not None
             rollups.materialise_window(conn, tier, D - DAY_US, high)
-        for tier in TIERS:  # equal up to the order floating-point sums were taken in
+        for tier in ROLLUP_TIERS:  # equal up to the order floating-point sums were taken in
             again = tier_rows(conn, tier)
             assert again.keys() == stored[tier].keys()
             for key, row in again.items():

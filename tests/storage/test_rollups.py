@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from storage import rollups, tenants
 from storage.database import connect
-from storage.rollups import TIERS
 from storage.samples import SampleBatch, SampleWriter, SeriesSamples
 from storage.series import SeriesCatalog, SeriesKey
+from storage.tiers import ROLLUP_TIERS
 from storage.timestamps import to_datetime, to_unix_us
 
 STALE_NAN = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
@@ -187,10 +187,10 @@ def test_every_tier_equals_aggregates_of_the_raw_samples(
         write(conn, tenant.id, parts)
         ids = series_ids(conn, tenant.id)
         low, high = midnight - DAY_US, midnight + DAY_US
-        for tier in TIERS:
+        for tier in ROLLUP_TIERS:
             rollups.materialise_window(conn, tier, low, high)
         for index, part in enumerate(parts):
-            for tier, spec in TIERS.items():
+            for tier, spec in ROLLUP_TIERS.items():
                 expected = reference(part.times_us.tolist(), part.values.tolist(), spec.width_us)
                 assert_tier_matches(stored_tier(conn, tier, ids[str(index)]), expected)
 
