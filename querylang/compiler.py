@@ -210,6 +210,27 @@ def compile_series(
     return statement
 
 
+def compile_series_count(
+    tenant_id: str,
+    matchers: tuple[ast.Matcher, ...],
+    start_us: int,
+    end_us: int,
+    cap: int,
+) -> Statement:
+    """How many series match and were seen in [start, end], counting no further than
+    `cap` (for the planner's estimate of the raw samples a query reads)."""
+    statement = _catalog_statement(
+        "SELECT 1 FROM vigil.series WHERE tenant_id = %(tenant)s "
+        "AND first_seen <= %(high)s AND last_seen >= %(low)s LIMIT %(cap)s",
+        tenant_id,
+        matchers,
+        start_us,
+        end_us,
+    )
+    statement.params["cap"] = cap
+    return Statement(f"SELECT count(*) FROM ({statement.sql}) AS matching", statement.params)
+
+
 def compile_label_names(
     tenant_id: str, matchers: tuple[ast.Matcher, ...], start_us: int, end_us: int
 ) -> Statement:

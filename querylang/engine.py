@@ -13,6 +13,7 @@ import numpy as np
 import psycopg
 
 from querylang import ast
+from querylang.compiler import compile_series_count
 from querylang.database_source import DatabaseSource
 from querylang.errors import BadRequest, QueryTimeout
 from querylang.evaluator.context import Context
@@ -21,25 +22,42 @@ from querylang.evaluator.values import RangeVector, Scalar, String, Value, Vecto
 from querylang.explanation import Explanation
 from querylang.limits import QueryLimits
 from querylang.parser import parse
-from querylang.planner import RAW, Plan, Segment, TierCoverage, plan, raw_plan
+from querylang.planner import (
+    AUTO,
+    Plan,
+    Segment,
+    Storage,
+    TierCoverage,
+    check_tier,
+    extent,
+    plan,
+    raw_plan,
+    selector_reads,
+)
 from querylang.result import Labels, QueryResult, Series
 from querylang.timegrid import TimeGrid
 from querylang.typecheck import value_type
-from storage.rollups import read_watermarks
-from storage.tiers import ROLLUP_TIERS
+from storage.rollups import dirty_buckets, read_watermarks
+from storage.selections import fetch_rows
+from storage.tiers import RAW, ROLLUP_TIERS
 
 
 @dataclass(frozen=True)
 class TierPolicy:
     """How the planner may use rollup tiers: each tier's retention (µs; raw, 1m, 1h,
-    1d) and the buckets a step needs at least."""
+    1d), the buckets a step needs at least, and when raw samples are affordable: the
+    raw samples a query may read exactly (0: prefer rollups whenever they fit) at the
+    sample interval assumed for estimates."""
 
     retention_us: dict[str, int]
     points_per_step: float = 1.0
+    raw_sample_budget: int = 0
+    nominal_interval_us: int = 10_000_000
 
 
 class QueryEngine:
-    """Evaluates PromQL for a tenant against the database."""
+    """Evaluates PromQL for a tenant against the database. It never reads the clock:
+    callers pass `now_us`, from which tier retention is measured."""
 
     def __init__(self, limits: QueryLimits, tiers: TierPolicy | None = None) -> None:
         """Without a tier policy every query reads raw samples."""
@@ -54,12 +72,11 @@ class QueryEngine:
         start_us: int,
         end_us: int,
         step_us: int,
+        now_us: int,
         explanation: Explanation | None = None,
-        now_us: int | None = None,
-        include_late_data: bool = False,
+        tier: str = AUTO,
     ) -> QueryResult:
-        """`query` at every step from start to end, as Prometheus's /query_range.
-        `now_us` (default: the clock) is what tier retention is measured from."""
+        """`query` at every step from start to end, as Prometheus's /query_range."""
         steps = self.check_range(start_us, end_us, step_us)
         expr = parse(query) if isinstance(query, str) else query
         kind = value_type(expr)
@@ -69,11 +86,11 @@ class QueryEngine:
                 "must be Scalar or instant Vector"
             )
         grid = TimeGrid(start_us, step_us, steps)
-        value, plan = self._evaluate(
-            conn, tenant_id, expr, grid, (start_us, end_us), explanation, now_us, include_late_data
+        value, chosen = self._evaluate(
+            conn, tenant_id, expr, grid, (start_us, end_us), now_us, explanation, tier
         )
         times = grid.times_us
-        tiers, notes = plan.tiers, plan.approximations
+        tiers, notes = chosen.tiers, chosen.approximations
         if isinstance(value, Scalar):
             return QueryResult("matrix", [Series((), times, value.values)], tiers, notes=notes)
         assert isinstance(value, Vector)
@@ -108,17 +125,17 @@ class QueryEngine:
         tenant_id: str,
         query: str | ast.Expr,
         time_us: int,
+        now_us: int,
         explanation: Explanation | None = None,
-        now_us: int | None = None,
-        include_late_data: bool = False,
+        tier: str = AUTO,
     ) -> QueryResult:
         """`query` at one time, as Prometheus's /query."""
         expr = parse(query) if isinstance(query, str) else query
         grid = TimeGrid(time_us, 0, 1)
-        value, plan = self._evaluate(
-            conn, tenant_id, expr, grid, (time_us, time_us), explanation, now_us, include_late_data
+        value, chosen = self._evaluate(
+            conn, tenant_id, expr, grid, (time_us, time_us), now_us, explanation, tier
         )
-        tiers, notes = plan.tiers, plan.approximations
+        tiers, notes = chosen.tiers, chosen.approximations
         stamp = np.array([time_us], dtype=np.int64)
         if isinstance(value, Scalar):
             return QueryResult("scalar", [Series((), stamp, value.values)], tiers, notes=notes)
@@ -137,32 +154,34 @@ class QueryEngine:
     def plan(
         self,
         conn: psycopg.Connection,
+        tenant_id: str,
         expr: ast.Expr,
         grid: TimeGrid,
-        now_us: int | None = None,
-        include_late_data: bool = False,
+        now_us: int,
+        tier: str = AUTO,
+        explanation: Explanation | None = None,
     ) -> Plan:
         """Which tier serves each step (raw throughout without a tier policy)."""
+        check_tier(tier)
         if self.tiers is None:
             return raw_plan(grid.count, "raw samples: rollup tiers are not enabled")
-        now = int(time.time() * 1e6) if now_us is None else now_us
-        watermarks = read_watermarks(conn)
-        retention = self.tiers.retention_us
-        coverage = [TierCoverage(RAW, 0, retention.get(RAW), None)] + [
-            TierCoverage(
-                name, tier.width_us, retention.get(name), watermarks[name].materialised_to_us
-            )
-            for name, tier in ROLLUP_TIERS.items()
-            if watermarks[name].materialised_to_us is not None
-        ]
+        facts = _StorageFacts(
+            conn,
+            tenant_id,
+            expr,
+            grid,
+            self.limits,
+            self.tiers,
+            explanation if explanation is not None else Explanation(),
+        )
         return plan(
             expr,
             grid,
-            coverage,
-            now,
+            facts.storage(),
+            now_us,
             self.limits.lookback_us,
             self.tiers.points_per_step,
-            include_late_data,
+            tier,
         )
 
     def _evaluate(
@@ -172,33 +191,107 @@ class QueryEngine:
         expr: ast.Expr,
         grid: TimeGrid,
         query_range: tuple[int, int],
+        now_us: int,
         explanation: Explanation | None,
-        now_us: int | None,
-        include_late_data: bool,
+        tier: str,
     ) -> tuple[Value, Plan]:
-        chosen = self.plan(conn, expr, grid, now_us, include_late_data)
-        explained = explanation if explanation is not None else Explanation()
-        explained.plan = chosen
         deadline = time.monotonic() + self.limits.timeout.total_seconds()
+        explained = explanation if explanation is not None else Explanation()
+        chosen = self.plan(conn, tenant_id, expr, grid, now_us, tier, explained)
+        explained.plan = chosen
         source = DatabaseSource(conn, tenant_id, self.limits, deadline, explained)
         parts = []
         for segment in chosen.segments:
-            tier = None if segment.tier == RAW else ROLLUP_TIERS[segment.tier]
+            rollup = ROLLUP_TIERS.get(segment.tier)
             lookback = self.limits.lookback_us
-            if tier is not None:
-                lookback = max(lookback, tier.width_us)
+            if rollup is not None:
+                lookback = max(lookback, rollup.width_us)
             ctx = Context(
                 _segment_grid(grid, segment),
                 *query_range,
                 lookback,
                 source,
                 self.limits.max_points * 100,
-                tier,
+                rollup,
             )
             parts.append(evaluate(expr, ctx))
         if time.monotonic() > deadline:
             raise QueryTimeout(self.limits.timeout_message())
         return _joined(parts), chosen
+
+
+class _StorageFacts:
+    """What the planner asks of the database for one query: the tiers' watermarks and
+    retention, the raw samples the query would read, and the buckets awaiting repair."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        tenant_id: str,
+        expr: ast.Expr,
+        grid: TimeGrid,
+        limits: QueryLimits,
+        policy: TierPolicy,
+        explanation: Explanation,
+    ) -> None:
+        self._conn = conn
+        self._tenant_id = tenant_id
+        self._expr = expr
+        self._grid = grid
+        self._limits = limits
+        self._policy = policy
+        self._explanation = explanation
+
+    def storage(self) -> Storage:
+        watermarks = read_watermarks(self._conn)
+        retention = self._policy.retention_us
+        coverage = [TierCoverage(RAW.name, 0, retention.get(RAW.name), None)] + [
+            TierCoverage(
+                name, tier.width_us, retention.get(name), watermarks[name].materialised_to_us
+            )
+            for name, tier in ROLLUP_TIERS.items()
+            if watermarks[name].materialised_to_us is not None
+        ]
+        return Storage(
+            coverage, self.raw_samples, self.dirty_buckets, self._policy.raw_sample_budget
+        )
+
+    def raw_samples(self) -> int:
+        """The raw samples the query reads, estimated per selector as the series it
+        matches (counted in the catalog, no further than the budget needs) times the
+        samples of its span at the nominal interval."""
+        budget = self._policy.raw_sample_budget
+        total = 0
+        reads = selector_reads(
+            self._expr, self._grid.start_us, self._grid.end_us, self._limits.lookback_us
+        )
+        for read in reads:
+            per_series = (read.end_us - read.start_us) // self._policy.nominal_interval_us + 1
+            statement = compile_series_count(
+                self._tenant_id,
+                read.selector.matchers,
+                read.start_us,
+                read.end_us,
+                budget // per_series + 1,
+            )
+            self._explanation.statements.append(statement)
+            rows = fetch_rows(self._conn, statement.sql, statement.params, self._limits.timeout)
+            total += int(rows[0][0]) * per_series
+            if total > budget:
+                break
+        return total
+
+    def dirty_buckets(self) -> list[int]:
+        """The 1m buckets awaiting repair among those the query reads (with a day's
+        margin: a coarse bucket holding one is stale too)."""
+        reads = extent(self._expr, self._grid.start_us, self._grid.end_us, self._limits.lookback_us)
+        if not reads.metrics:
+            return []
+        margin = 2 * max(tier.width_us for tier in ROLLUP_TIERS.values())
+        metrics = None if None in reads.metrics else sorted(m for m in reads.metrics if m)
+        return dirty_buckets(
+            self._conn, self._tenant_id, metrics, reads.start_us - margin, reads.end_us + margin
+        )
 
 
 def _segment_grid(grid: TimeGrid, segment: Segment) -> TimeGrid:

@@ -1,31 +1,46 @@
 """The planner: which storage tier serves each step of a query, and which raw time
 range a query reads.
 
-Tiers, finest first: raw samples, then the 1m, 1h and 1d rollups. For every step the
-planner takes the coarsest tier that (a) gives at least `points_per_step` buckets per
-step (per the smallest range window for an instant query) and no bucket wider than
-any range window, (b) is built up to what
-the step reads (its watermark) and (c) still holds what the step reads back to (its
-retention); where no tier fits (a), the finest tier that covers the step. Runs of
-steps on the same tier become segments, so a 30-day range can read 1h rollups for
-its past and raw samples for the minutes not rolled up yet. Expressions a tier cannot
-answer (see evaluator/tiers.py) read raw samples throughout, as does
-`include_late_data`, which bypasses rollups that late samples may not have reached.
+The rule, in order:
+
+1. A forced tier (`tier=raw|1m|1h|1d`) or `include_late_data` (= raw) is obeyed; a
+   rollup tier that cannot answer the expression is an error, and steps a forced tier
+   does not cover (not built yet, past its retention, or awaiting repair) read the
+   finest tier that covers them, normally raw samples.
+2. Exact when affordable: with `tier=auto`, a query reads raw samples throughout when
+   raw retention covers everything it reads and its estimated raw samples (matching
+   series x span / nominal sample interval, per selector) stay within the budget
+   (`query.raw_sample_budget`).
+3. Otherwise, per step, the coarsest tier that (a) gives at least `points_per_step`
+   buckets per step (per the smallest range window for an instant query) and no
+   bucket wider than any range window, (b) is built up to what the step reads (its
+   watermark), (c) still holds what the step reads back to (its retention), and (d)
+   holds no bucket the step reads that late samples made stale (`vigil.rollup_dirty`
+   for the query's metrics, until the repair job rewrites it); where no tier fits
+   (a), the finest tier that covers the step. Runs of steps on the same tier become
+   segments, so a 30-day range can read 1h rollups for its past and raw samples for
+   the minutes not rolled up yet (or awaiting repair).
+
+Expressions a tier cannot answer (see tier_functions.py) read raw samples throughout.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 
 from querylang import ast
+from querylang.errors import BadRequest
 from querylang.tier_functions import TIER_FUNCTIONS
 from querylang.timegrid import TimeGrid
+from storage.tiers import RAW, TIER_NAMES
 
-RAW = "raw"
+AUTO = "auto"
+TIER_CHOICES = (*TIER_NAMES, AUTO)
+"""What a caller may ask for: a tier by name, or the planner's choice."""
 
 
 @dataclass(frozen=True)
@@ -63,41 +78,90 @@ class Plan:
         return tuple(dict.fromkeys(segment.tier for segment in self.segments))
 
 
+@dataclass(frozen=True)
+class Storage:
+    """What the planner knows of storage for one query, finest tier first. The two
+    callables cost a catalog query each, so the planner calls them only when the
+    answer can change its choice."""
+
+    coverage: Sequence[TierCoverage]
+    raw_samples: Callable[[], int]
+    """An estimate of the raw samples the query reads."""
+    dirty_buckets: Callable[[], Sequence[int]]
+    """The ends of the 1m buckets, among those the query reads, that late samples made
+    stale for the query's metrics (awaiting repair)."""
+    raw_sample_budget: int = 0
+
+
 def raw_plan(steps: int, reason: str) -> Plan:
     """Every step from raw samples."""
-    return Plan((Segment(RAW, 0, steps),), reason)
+    return Plan((Segment(RAW.name, 0, steps),), reason)
+
+
+def check_tier(tier: str) -> str:
+    """`tier` if callers may ask for it, else BadRequest naming the choices."""
+    if tier not in TIER_CHOICES:
+        raise BadRequest(
+            f'invalid parameter "tier": {tier!r} is not one of {", ".join(TIER_CHOICES)}'
+        )
+    return tier
 
 
 def plan(
     expr: ast.Expr,
     grid: TimeGrid,
-    coverage: Sequence[TierCoverage],
+    storage: Storage,
     now_us: int,
     lookback_us: int,
     points_per_step: float = 1.0,
-    include_late_data: bool = False,
+    tier: str = AUTO,
 ) -> Plan:
-    """The tier of every step of `expr` evaluated on `grid` (coverage: finest first)."""
-    if include_late_data:
-        return raw_plan(grid.count, "include_late_data: raw samples, which late writes reach first")
+    """The tier of every step of `expr` evaluated on `grid`."""
+    check_tier(tier)
+    if tier == RAW.name:
+        return raw_plan(grid.count, "tier=raw: raw samples throughout")
     reads = _Reads(lookback_us)
     refusal = reads.walk(expr)
     if refusal is not None:
+        if tier != AUTO:
+            raise BadRequest(f"the {tier} tier cannot answer this query: {refusal}")
         return raw_plan(grid.count, f"raw samples: {refusal}")
-    spacing = grid.step_us if grid.step_us > 0 else min(reads.ranges, default=0)
     times = grid.times_us
+    coverage = storage.coverage
+    if tier == AUTO and coverage and coverage[0].width_us == 0:
+        raw = coverage[0]
+        if raw.retention_us is None or bool(
+            (times - reads.back_us >= now_us - raw.retention_us).all()
+        ):
+            estimate = storage.raw_samples()
+            if estimate <= storage.raw_sample_budget:
+                return raw_plan(
+                    grid.count,
+                    f"raw samples (exact): about {estimate:,} raw samples to read, within the "
+                    f"budget of {storage.raw_sample_budget:,}, and raw retention covers them",
+                )
+    spacing = grid.step_us if grid.step_us > 0 else min(reads.ranges, default=0)
+    dirty = np.unique(np.asarray(storage.dirty_buckets(), dtype=np.int64))
     chosen = np.full(grid.count, -1)
     fallback = np.full(grid.count, -1)
-    for index, tier in enumerate(coverage):
+    stale_steps = np.zeros(grid.count, dtype=bool)
+    for index, covering in enumerate(coverage):
         covered = np.ones(grid.count, dtype=bool)
-        if tier.built_to_us is not None:
-            covered &= times - reads.forward_us <= tier.built_to_us
-        if tier.retention_us is not None:
-            covered &= times - reads.back_us >= now_us - tier.retention_us
-        if tier.width_us == 0 or (
-            tier.width_us * points_per_step <= spacing
-            and tier.width_us <= min(reads.ranges, default=tier.width_us)
-        ):
+        if covering.built_to_us is not None:
+            covered &= times - reads.forward_us <= covering.built_to_us
+        if covering.retention_us is not None:
+            covered &= times - reads.back_us >= now_us - covering.retention_us
+        if covering.width_us:
+            stale = _reads_stale(covering, dirty, times - reads.back_us, times - reads.forward_us)
+            stale_steps |= covered & stale
+            covered &= ~stale
+        fits = covering.width_us == 0 or (
+            covering.width_us * points_per_step <= spacing
+            and covering.width_us <= min(reads.ranges, default=covering.width_us)
+        )
+        if tier != AUTO:
+            fits = covering.name == tier
+        if fits:
             chosen[covered] = index
         fallback[covered & (fallback < 0)] = index
     chosen = np.where(chosen >= 0, chosen, np.where(fallback >= 0, fallback, 0))
@@ -107,19 +171,45 @@ def plan(
         if step == grid.count or chosen[step] != chosen[start]:
             segments.append(Segment(coverage[int(chosen[start])].name, start, step - start))
             start = step
-    used = [tier for index, tier in enumerate(coverage) if (chosen == index).any()]
-    reason = (
-        f"per step, the coarsest tier with at least {points_per_step:g} bucket(s) per "
+    used = [covering for index, covering in enumerate(coverage) if (chosen == index).any()]
+    rule = (
+        f"tier={tier} where it covers the step, else the finest tier that does"
+        if tier != AUTO
+        else f"per step, the coarsest tier with at least {points_per_step:g} bucket(s) per "
         f"{_duration(spacing)}, buckets no wider than any range window, and a watermark "
-        "and retention covering what the step reads (else the finest that covers it): "
-        + ", ".join(
-            f"{segment.tier} for {segment.steps} step(s) from "
-            f"{_instant(int(times[segment.first_step]))}"
-            for segment in segments
-        )
+        "and retention covering what the step reads (else the finest that covers it)"
+    )
+    reason = f"{rule}; no bucket awaiting repair of late samples is read: " + ", ".join(
+        f"{segment.tier} for {segment.steps} step(s) from "
+        f"{_instant(int(times[segment.first_step]))}"
+        for segment in segments
     )
     notes = [note for tier in used if tier.width_us for note in reads.approximations(tier, grid)]
+    repaired = int((stale_steps & (chosen == 0)).sum()) if coverage else 0
+    if repaired:
+        notes.append(
+            f"raw: {repaired} step(s) read raw samples because late samples made the rollup "
+            "buckets they read stale until the repair job rewrites them"
+        )
     return Plan(tuple(segments), reason, tuple(dict.fromkeys(notes)))
+
+
+def _reads_stale(
+    tier: TierCoverage, dirty_1m: np.ndarray, low: np.ndarray, high: np.ndarray
+) -> np.ndarray:
+    """Per step, whether a `tier` bucket it may read, around [low, high] (one bucket
+    of slack each side: instant selectors and short windows widen to a bucket), holds
+    a dirty 1m bucket."""
+    if not len(dirty_1m):
+        return np.zeros(len(low), dtype=bool)
+    width = tier.width_us
+    # A dirty 1m bucket (b - 1m, b] stales the tier bucket ending at ceil(b / width).
+    stale_ends = np.unique(-(-dirty_1m // width) * width)
+    # A step reads the tier buckets ending in (low - width, high + width].
+    first = np.searchsorted(stale_ends, low - width, side="right")
+    return (first < len(stale_ends)) & (
+        stale_ends[np.minimum(first, len(stale_ends) - 1)] <= high + width
+    )
 
 
 class _Reads:
@@ -249,6 +339,15 @@ def _duration(us: int) -> str:
 
 
 @dataclass(frozen=True)
+class SelectorRead:
+    """The sample times one selector reads over a whole query: [start, end]."""
+
+    selector: ast.VectorSelector
+    start_us: int
+    end_us: int
+
+
+@dataclass(frozen=True)
 class Extent:
     """The sample times a query reads, and the metrics it reads them from (None: a
     selector without a fixed metric name, so any metric of the tenant)."""
@@ -258,17 +357,25 @@ class Extent:
     metrics: frozenset[str | None]
 
 
+def selector_reads(
+    expr: ast.Expr, start_us: int, end_us: int, lookback_us: int
+) -> list[SelectorRead]:
+    """What each selector of `expr` reads when it is evaluated at steps in [start, end]."""
+    reads: list[SelectorRead] = []
+    _walk(expr, start_us, end_us, start_us, end_us, lookback_us, reads)
+    return reads
+
+
 def extent(expr: ast.Expr, start_us: int, end_us: int, lookback_us: int) -> Extent:
     """Which samples evaluating `expr` at steps in [start, end] may read, so a late
     write into that range knows which cached results it invalidates."""
-    reads: list[tuple[int, int, str | None]] = []
-    _walk(expr, start_us, end_us, start_us, end_us, lookback_us, reads)
+    reads = selector_reads(expr, start_us, end_us, lookback_us)
     if not reads:
         return Extent(start_us, end_us, frozenset())
     return Extent(
-        min(low for low, _, _ in reads),
-        max(high for _, high, _ in reads),
-        frozenset(metric for _, _, metric in reads),
+        min(read.start_us for read in reads),
+        max(read.end_us for read in reads),
+        frozenset(read.selector.metric for read in reads),
     )
 
 
@@ -288,17 +395,17 @@ def _walk(
     query_start: int,
     query_end: int,
     lookback_us: int,
-    reads: list[tuple[int, int, str | None]],
+    reads: list[SelectorRead],
 ) -> None:
     query = (query_start, query_end)
     match expr:
         case ast.VectorSelector():
             first, last = _window(expr.offset_us, expr.at, low, high, query)
-            reads.append((first - lookback_us, last, expr.metric))
+            reads.append(SelectorRead(expr, first - lookback_us, last))
         case ast.MatrixSelector():
             vector = expr.vector
             first, last = _window(vector.offset_us, vector.at, low, high, query)
-            reads.append((first - expr.range_us, last, vector.metric))
+            reads.append(SelectorRead(vector, first - expr.range_us, last))
         case ast.Subquery():
             first, last = _window(expr.offset_us, expr.at, low, high, query)
             _walk(expr.expr, first - expr.range_us, last, *query, lookback_us, reads)

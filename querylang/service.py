@@ -16,11 +16,13 @@ from querylang.engine import QueryEngine
 from querylang.errors import BadRequest, QueryLimitExceeded
 from querylang.explanation import Explanation
 from querylang.parser import parse
+from querylang.planner import AUTO, check_tier
 from querylang.result import Labels, QueryResult
 from querylang.results_cache import ResultsCache
 from storage.database import Pool
 from storage.priority import lower_thread_priority
 from storage.selections import fetch_rows
+from storage.tiers import RAW
 
 
 class QueryService:
@@ -47,12 +49,15 @@ class QueryService:
         use_cache: bool = True,
         explanation: Explanation | None = None,
         include_late_data: bool = False,
+        tier: str = AUTO,
     ) -> QueryResult:
         """A range query; its settled past comes from the cache when allowed (never
-        with `include_late_data`, which asks for raw samples over rollups)."""
+        with `include_late_data`, which asks for raw samples over rollups, or a forced
+        `tier`: raw, 1m, 1h, 1d, or auto for the planner's choice)."""
         lower_thread_priority(self._nice)
         self.engine.check_range(start_us, end_us, step_us)
         expr = parse(query)
+        tier = _tier(tier, include_late_data)
 
         def compute(first_us: int, last_us: int) -> QueryResult:
             with self._pool.connection() as conn:
@@ -63,12 +68,13 @@ class QueryService:
                     first_us,
                     last_us,
                     step_us,
-                    explanation,
                     now_us,
-                    include_late_data,
+                    explanation,
+                    tier,
                 )
 
-        if self._cache is None or not use_cache or explanation is not None or include_late_data:
+        uncached = explanation is not None or tier != AUTO
+        if self._cache is None or not use_cache or uncached:
             return compute(start_us, end_us)
         return self._cache.range_query(
             tenant_id,
@@ -86,14 +92,17 @@ class QueryService:
         tenant_id: str,
         query: str,
         time_us: int,
+        now_us: int,
         explanation: Explanation | None = None,
         include_late_data: bool = False,
+        tier: str = AUTO,
     ) -> QueryResult:
-        """An instant query."""
+        """An instant query at `time_us`, planned as of `now_us`."""
         lower_thread_priority(self._nice)
+        tier = _tier(tier, include_late_data)
         with self._pool.connection() as conn:
             return self.engine.instant_query(
-                conn, tenant_id, query, time_us, explanation, include_late_data=include_late_data
+                conn, tenant_id, query, time_us, now_us, explanation, tier
             )
 
     def series(
@@ -149,6 +158,18 @@ class QueryService:
             for metric, labels in rows:
                 found.add(tuple(sorted([("__name__", metric), *labels.items()])))
         return found
+
+
+def _tier(tier: str, include_late_data: bool) -> str:
+    """The tier asked for; `include_late_data` asks for raw samples."""
+    check_tier(tier)
+    if not include_late_data:
+        return tier
+    if tier not in (AUTO, RAW.name):
+        raise BadRequest(
+            f"include_late_data reads raw samples; it cannot be combined with tier={tier}"
+        )
+    return RAW.name
 
 
 def _selector(text: str) -> ast.VectorSelector:

@@ -297,3 +297,25 @@ def _micros(value: datetime | None) -> int | None:
 
 def _interval(duration_us: int) -> timedelta:
     return timedelta(microseconds=duration_us)
+
+
+def dirty_buckets(
+    conn: psycopg.Connection,
+    tenant_id: str,
+    metrics: Sequence[str] | None,
+    low_us: int,
+    high_us: int,
+) -> list[int]:
+    """The ends of the 1m buckets in (low, high] that late samples of the tenant's
+    `metrics` (None: any metric) made stale and no repair has rewritten yet."""
+    rows = conn.execute(
+        query("select_dirty_buckets"),
+        {
+            "tenant_id": tenant_id,
+            "any_metric": metrics is None,
+            "metrics": list(metrics or ()),
+            "low": to_datetime(low_us),
+            "high": to_datetime(high_us),
+        },
+    )
+    return [to_unix_us(bucket) for (bucket,) in rows]

@@ -179,3 +179,11 @@ RETURNING tenant_id, metric, bucket;
 -- count_dirty --
 -- How many dirty (tenant, metric, 1m bucket) rows wait for repair.
 SELECT count(*) FROM vigil.rollup_dirty;
+
+-- select_dirty_buckets --
+-- The 1m bucket ends in (low, high] awaiting repair for a tenant's metrics (any metric
+-- when `any_metric`), so queries read raw samples there instead of stale tier rows.
+SELECT DISTINCT bucket FROM vigil.rollup_dirty
+WHERE tenant_id = %(tenant_id)s
+  AND (%(any_metric)s OR metric = ANY(%(metrics)s))
+  AND bucket > %(low)s AND bucket <= %(high)s;

@@ -113,6 +113,24 @@ class QuerySettings(BaseModel):
         description="CPU niceness of query threads and their PostgreSQL backends (0: off), "
         "so queries yield shared cores to ingestion.",
     )
+    raw_sample_budget: int = Field(
+        default=50_000_000,
+        ge=0,
+        description="Raw samples a query may plan to read and still be answered exactly "
+        "from raw samples (where raw retention covers it); larger queries read rollup tiers. "
+        "The default keeps a 1 h query over 100k series at a 10 s interval raw.",
+    )
+    rule_pool_size: int = Field(
+        default=4,
+        ge=1,
+        description="Database connections of rule evaluation's own pool, apart from "
+        "the one dashboards use, so alerts keep evaluating while dashboards are slow.",
+    )
+    nominal_sample_interval: Duration = Field(
+        default=timedelta(seconds=10),
+        description="The sample interval the planner assumes when it estimates raw samples "
+        "(agents push every 10 s by default).",
+    )
     sql_row_limit: int = Field(default=10_000, ge=1, description="Most rows `/v1/sql` returns.")
     sql_timeout: Duration = Field(
         default=timedelta(seconds=10), description="Statement timeout of `/v1/sql`."

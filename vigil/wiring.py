@@ -24,6 +24,7 @@ from ingest.writer import Writer, WriterStats
 from querylang.engine import QueryEngine, TierPolicy
 from querylang.limits import QueryLimits
 from querylang.results_cache import ResultsCache
+from querylang.rule_queries import RuleQueries
 from querylang.service import QueryService
 from storage.database import Pool, connect
 from storage.retention import RetentionOverrides
@@ -111,10 +112,10 @@ def api_services(settings: Settings) -> ApiServices:
     )
 
 
-def query_service(settings: Settings) -> QueryService:
-    """The read path: engine under the configured limits, with the results cache."""
+def query_engine(settings: Settings) -> QueryEngine:
+    """The PromQL engine under the configured limits and tier policy."""
     query = settings.query
-    engine = QueryEngine(
+    return QueryEngine(
         QueryLimits(
             timeout=query.timeout,
             max_series=query.max_series,
@@ -128,13 +129,29 @@ def query_service(settings: Settings) -> QueryService:
                 for tier in TIER_NAMES
             },
             points_per_step=settings.rollup.points_per_step,
+            raw_sample_budget=query.raw_sample_budget,
+            nominal_interval_us=query.nominal_sample_interval // timedelta(microseconds=1),
         ),
     )
+
+
+def query_service(settings: Settings) -> QueryService:
+    """The read path: engine under the configured limits, with the results cache."""
+    query = settings.query
     return QueryService(
         Pool(settings.database_url, nice=query.nice),
-        engine,
+        query_engine(settings),
         results_cache(settings),
         nice=query.nice,
+    )
+
+
+def rule_queries(settings: Settings) -> RuleQueries:
+    """The query function rule evaluation uses: the same engine on a pool of its own
+    (so alerts keep evaluating while dashboards are slow), never the results cache."""
+    return RuleQueries(
+        Pool(settings.database_url, max_size=settings.query.rule_pool_size),
+        query_engine(settings),
     )
 
 

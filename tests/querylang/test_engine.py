@@ -19,6 +19,7 @@ from storage.series import SeriesCatalog, SeriesKey
 
 T0_US = 1_700_000_000_000_000
 STEP_US = 15_000_000
+NOW_US = T0_US + 3_600_000_000
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def tenant_id(conn: psycopg.Connection, tenant: tenants.Tenant) -> str:
 
 def _run(conn: psycopg.Connection, tenant_id: str, limits: QueryLimits, query: str) -> int:
     result = QueryEngine(limits).range_query(
-        conn, tenant_id, query, T0_US + 600_000_000, T0_US + 3_000_000_000, STEP_US
+        conn, tenant_id, query, T0_US + 600_000_000, T0_US + 3_000_000_000, STEP_US, NOW_US
     )
     return len(result.series)
 
@@ -62,6 +63,7 @@ def test_explain_names_the_tier_and_every_statement(
         T0_US + 600_000_000,
         T0_US + 900_000_000,
         STEP_US,
+        NOW_US,
         explanation,
     )
     assert explanation.plan is not None

@@ -105,7 +105,7 @@ def run(
 ) -> QueryResult:
     with connect(world.url) as conn:
         return world.engine.range_query(
-            conn, world.tenant_id, query, start, end, step, now_us=NOW, include_late_data=raw
+            conn, world.tenant_id, query, start, end, step, NOW, tier="raw" if raw else "auto"
         )
 
 
@@ -177,7 +177,9 @@ def test_a_range_past_the_watermark_is_split_between_tier_and_raw(world: World) 
     assert_agree(tiered, run(world, query, start, end, MINUTE_US, raw=True), 1e-9)
     with connect(world.url) as conn:
         steps = (end - start) // MINUTE_US + 1
-        plan = world.engine.plan(conn, parse(query), TimeGrid(start, MINUTE_US, steps), NOW)
+        plan = world.engine.plan(
+            conn, world.tenant_id, parse(query), TimeGrid(start, MINUTE_US, steps), NOW
+        )
         built = rollups.read_watermarks(conn)["1m"].materialised_to_us
     [tier, raw] = plan.segments
     assert (tier.tier, raw.tier) == ("1m", "raw")
