@@ -128,69 +128,120 @@ def plan(
         return raw_plan(grid.count, f"raw samples: {refusal}")
     times = grid.times_us
     coverage = storage.coverage
-    if tier == AUTO and coverage and coverage[0].width_us == 0:
-        raw = coverage[0]
-        if raw.retention_us is None or bool(
-            (times - reads.back_us >= now_us - raw.retention_us).all()
-        ):
-            estimate = storage.raw_samples()
-            if estimate <= storage.raw_sample_budget:
-                return raw_plan(
-                    grid.count,
-                    f"raw samples (exact): about {estimate:,} raw samples to read, within the "
-                    f"budget of {storage.raw_sample_budget:,}, and raw retention covers them",
-                )
     spacing = grid.step_us if grid.step_us > 0 else min(reads.ranges, default=0)
+    choice = _Choice(reads, grid, coverage, now_us, spacing, points_per_step, tier)
+    chosen, stale_steps = choice.tiers(np.empty(0, dtype=np.int64))
+    if not chosen.any():  # raw throughout, whatever the dirty log and the budget say
+        return _segmented(chosen, coverage, times, choice.rule(), [])
+    if tier == AUTO and bool(choice.covered(0).all()):
+        estimate = storage.raw_samples()
+        if estimate <= storage.raw_sample_budget:
+            return raw_plan(
+                grid.count,
+                f"raw samples (exact): about {estimate:,} raw samples to read, within the "
+                f"budget of {storage.raw_sample_budget:,}, and raw retention covers them",
+            )
     dirty = np.unique(np.asarray(storage.dirty_buckets(), dtype=np.int64))
-    chosen = np.full(grid.count, -1)
-    fallback = np.full(grid.count, -1)
-    stale_steps = np.zeros(grid.count, dtype=bool)
-    for index, covering in enumerate(coverage):
-        covered = np.ones(grid.count, dtype=bool)
-        if covering.built_to_us is not None:
-            covered &= times - reads.forward_us <= covering.built_to_us
-        if covering.retention_us is not None:
-            covered &= times - reads.back_us >= now_us - covering.retention_us
-        if covering.width_us:
-            stale = _reads_stale(covering, dirty, times - reads.back_us, times - reads.forward_us)
-            stale_steps |= covered & stale
-            covered &= ~stale
-        fits = covering.width_us == 0 or (
-            covering.width_us * points_per_step <= spacing
-            and covering.width_us <= min(reads.ranges, default=covering.width_us)
-        )
-        if tier != AUTO:
-            fits = covering.name == tier
-        if fits:
-            chosen[covered] = index
-        fallback[covered & (fallback < 0)] = index
-    chosen = np.where(chosen >= 0, chosen, np.where(fallback >= 0, fallback, 0))
-    segments = []
-    start = 0
-    for step in range(1, grid.count + 1):
-        if step == grid.count or chosen[step] != chosen[start]:
-            segments.append(Segment(coverage[int(chosen[start])].name, start, step - start))
-            start = step
+    if len(dirty):
+        chosen, stale_steps = choice.tiers(dirty)
     used = [covering for index, covering in enumerate(coverage) if (chosen == index).any()]
-    rule = (
-        f"tier={tier} where it covers the step, else the finest tier that does"
-        if tier != AUTO
-        else f"per step, the coarsest tier with at least {points_per_step:g} bucket(s) per "
-        f"{_duration(spacing)}, buckets no wider than any range window, and a watermark "
-        "and retention covering what the step reads (else the finest that covers it)"
-    )
-    reason = f"{rule}; no bucket awaiting repair of late samples is read: " + ", ".join(
-        f"{segment.tier} for {segment.steps} step(s) from "
-        f"{_instant(int(times[segment.first_step]))}"
-        for segment in segments
-    )
     notes = [note for tier in used if tier.width_us for note in reads.approximations(tier, grid)]
-    repaired = int((stale_steps & (chosen == 0)).sum()) if coverage else 0
+    repaired = int((stale_steps & (chosen == 0)).sum())
     if repaired:
         notes.append(
             f"raw: {repaired} step(s) read raw samples because late samples made the rollup "
             "buckets they read stale until the repair job rewrites them"
         )
+    return _segmented(chosen, coverage, times, choice.rule(), notes)
+
+
+class _Choice:
+    """The per-step tier choice of rule 3 (and of a forced rollup tier)."""
+
+    def __init__(
+        self,
+        reads: _Reads,
+        grid: TimeGrid,
+        coverage: Sequence[TierCoverage],
+        now_us: int,
+        spacing: int,
+        points_per_step: float,
+        tier: str,
+    ) -> None:
+        self._reads = reads
+        self._times = grid.times_us
+        self._coverage = coverage
+        self._now_us = now_us
+        self._spacing = spacing
+        self._points_per_step = points_per_step
+        self._tier = tier
+
+    def covered(self, index: int) -> np.ndarray:
+        """Per step, whether tier `index` is built and retained for what the step reads."""
+        tier, times, reads = self._coverage[index], self._times, self._reads
+        covered = np.ones(len(times), dtype=bool)
+        if tier.built_to_us is not None:
+            covered &= times - reads.forward_us <= tier.built_to_us
+        if tier.retention_us is not None:
+            covered &= times - reads.back_us >= self._now_us - tier.retention_us
+        return covered
+
+    def tiers(self, dirty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per step, the index of its tier in the coverage, and whether a tier it
+        would have read was left out for buckets awaiting repair (`dirty`: 1m ends)."""
+        times, reads = self._times, self._reads
+        chosen = np.full(len(times), -1)
+        fallback = np.full(len(times), -1)
+        stale_steps = np.zeros(len(times), dtype=bool)
+        for index, tier in enumerate(self._coverage):
+            covered = self.covered(index)
+            if tier.width_us:
+                stale = _reads_stale(tier, dirty, times - reads.back_us, times - reads.forward_us)
+                stale_steps |= covered & stale
+                covered &= ~stale
+            if self._tier != AUTO:
+                fits = tier.name == self._tier
+            else:
+                fits = tier.width_us == 0 or (
+                    tier.width_us * self._points_per_step <= self._spacing
+                    and tier.width_us <= min(reads.ranges, default=tier.width_us)
+                )
+            if fits:
+                chosen[covered] = index
+            fallback[covered & (fallback < 0)] = index
+        return np.where(chosen >= 0, chosen, np.where(fallback >= 0, fallback, 0)), stale_steps
+
+    def rule(self) -> str:
+        """The rule as the plan's reason states it."""
+        if self._tier != AUTO:
+            return f"tier={self._tier} where it covers the step, else the finest tier that does"
+        return (
+            f"per step, the coarsest tier with at least {self._points_per_step:g} bucket(s) "
+            f"per {_duration(self._spacing)}, buckets no wider than any range window, a "
+            "watermark and retention covering what the step reads and no bucket awaiting "
+            "repair of late samples (else the finest tier that covers it)"
+        )
+
+
+def _segmented(
+    chosen: np.ndarray,
+    coverage: Sequence[TierCoverage],
+    times: np.ndarray,
+    rule: str,
+    notes: list[str],
+) -> Plan:
+    """The plan of a per-step choice: runs of steps on one tier, and why."""
+    segments = []
+    start = 0
+    for step in range(1, len(chosen) + 1):
+        if step == len(chosen) or chosen[step] != chosen[start]:
+            segments.append(Segment(coverage[int(chosen[start])].name, start, step - start))
+            start = step
+    reason = f"{rule}: " + ", ".join(
+        f"{segment.tier} for {segment.steps} step(s) from "
+        f"{_instant(int(times[segment.first_step]))}"
+        for segment in segments
+    )
     return Plan(tuple(segments), reason, tuple(dict.fromkeys(notes)))
 
 

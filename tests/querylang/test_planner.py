@@ -201,6 +201,8 @@ def test_the_estimate_and_dirty_log_are_read_only_when_they_matter() -> None:
     chosen = plan(parse("load"), TimeGrid(NOW - 30 * D, H, 10), storage, NOW, LOOKBACK)
     assert chosen.tiers == ("1h",)  # raw retention does not cover it: no estimate needed
     storage = Storage(coverage(), raw_samples=fail, dirty_buckets=fail, raw_sample_budget=1)
+    fine = plan(parse("rate(load[5m])"), TimeGrid(NOW - H, 15 * S, 241), storage, NOW, LOOKBACK)
+    assert fine.tiers == ("raw",)  # steps finer than every tier: nothing to weigh
     assert plan(parse("load"), TimeGrid(NOW, 0, 1), storage, NOW, LOOKBACK, tier="raw").tiers == (
         "raw",
     )
