@@ -34,7 +34,6 @@ import sqlglot
 from sqlglot import exp
 
 from querylang import ast
-from querylang.regex import anchored_for_postgres
 from querylang.timegrid import TimeGrid
 from storage.series import LAST_SEEN_RESOLUTION_US
 
@@ -112,6 +111,22 @@ class Statement:
     params: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class ValueSetMatcher:
+    """A regex matcher resolved against the tenant's catalog (querylang/matcher_values.py):
+    it selects the series whose label `name` (the metric for `__name__`; a missing label
+    is "") is one of `values`, or, when `negated`, none of them."""
+
+    name: str
+    values: tuple[str, ...]
+    negated: bool = False
+
+
+CatalogMatcher = ast.Matcher | ValueSetMatcher
+"""What a statement filters series with: `=` and `!=` matchers as parsed, regex matchers
+only once resolved to value sets (PostgreSQL's regexes are not RE2's)."""
+
+
 @functools.cache
 def _template(text: str) -> exp.Expr:
     return sqlglot.parse_one(text, read="postgres")
@@ -119,7 +134,7 @@ def _template(text: str) -> exp.Expr:
 
 def compile_instant(
     tenant_id: str,
-    matchers: tuple[ast.Matcher, ...],
+    matchers: tuple[CatalogMatcher, ...],
     grid: TimeGrid,
     lookback_us: int,
     max_series: int,
@@ -140,7 +155,7 @@ def compile_instant(
 
 def compile_range(
     tenant_id: str,
-    matchers: tuple[ast.Matcher, ...],
+    matchers: tuple[CatalogMatcher, ...],
     grid: TimeGrid,
     range_us: int,
     max_series: int,
@@ -157,7 +172,7 @@ def compile_range(
 
 def compile_rollup(
     tenant_id: str,
-    matchers: tuple[ast.Matcher, ...],
+    matchers: tuple[CatalogMatcher, ...],
     view: str,
     columns: tuple[str, ...],
     low_us: int,
@@ -191,7 +206,7 @@ def compile_rollup(
 
 def compile_series(
     tenant_id: str,
-    matchers: tuple[ast.Matcher, ...],
+    matchers: tuple[CatalogMatcher, ...],
     start_us: int,
     end_us: int,
     max_series: int,
@@ -212,7 +227,7 @@ def compile_series(
 
 def compile_series_count(
     tenant_id: str,
-    matchers: tuple[ast.Matcher, ...],
+    matchers: tuple[CatalogMatcher, ...],
     start_us: int,
     end_us: int,
     cap: int,
@@ -231,8 +246,65 @@ def compile_series_count(
     return Statement(f"SELECT count(*) FROM ({statement.sql}) AS matching", statement.params)
 
 
+_METRIC_NAMES = """
+WITH RECURSIVE names(metric) AS (
+    (SELECT metric FROM vigil.series WHERE tenant_id = %(tenant)s{window} ORDER BY metric LIMIT 1)
+    UNION ALL
+    SELECT (
+        SELECT series.metric FROM vigil.series
+        WHERE tenant_id = %(tenant)s{window} AND series.metric > names.metric
+        ORDER BY series.metric LIMIT 1
+    )
+    FROM names WHERE names.metric IS NOT NULL
+)
+SELECT metric FROM names WHERE metric IS NOT NULL LIMIT %(max_values)s
+"""
+
+_LABEL_VALUES = """
+SELECT DISTINCT labels ->> %(label)s FROM vigil.series
+WHERE tenant_id = %(tenant)s{window} AND labels ->> %(label)s IS NOT NULL
+LIMIT %(max_values)s
+"""
+
+_SEEN = " AND first_seen <= %(high)s AND last_seen >= %(low)s"
+
+
+def compile_matcher_values(
+    tenant_id: str,
+    name: str,
+    matchers: tuple[CatalogMatcher, ...],
+    max_values: int,
+    window: tuple[int, int] | None = None,
+) -> Statement:
+    """The values a regex matcher on label `name` (metric names for `__name__`) is tested
+    against: the label's distinct values among the tenant's series that `matchers`
+    select (and, with a window (start, end), that were seen in it), at most `max_values`.
+
+    Metric names come from a loose index scan of (tenant_id, metric), one index probe
+    per name. (Rejected: `SELECT DISTINCT metric`, which reads every index entry of
+    the tenant: 50-90 ms against 6 ms for 201 names among 100k series.) Label values
+    come from `SELECT DISTINCT` over the series the other matchers select: without an
+    index on labels, a tenant's series are read once."""
+    text = (_METRIC_NAMES if name == "__name__" else _LABEL_VALUES).format(
+        window=_SEEN if window is not None else ""
+    )
+    tree = _template(text).copy()
+    params: dict[str, Any] = {"tenant": tenant_id, "max_values": max_values}
+    if name != "__name__":
+        params["label"] = name
+    if window is not None:
+        # last_seen trails the newest sample by up to its update resolution.
+        params["low"] = _timestamp(window[0] - LAST_SEEN_RESOLUTION_US)
+        params["high"] = _timestamp(window[1])
+    for select in list(tree.find_all(exp.Select)):
+        where = select.args.get("where")
+        if where is not None and any(c.name == "tenant_id" for c in where.find_all(exp.Column)):
+            select.set("where", exp.Where(this=_and(where.this, matchers, params)))
+    return Statement(tree.sql(dialect="postgres"), params)
+
+
 def compile_label_names(
-    tenant_id: str, matchers: tuple[ast.Matcher, ...], start_us: int, end_us: int
+    tenant_id: str, matchers: tuple[CatalogMatcher, ...], start_us: int, end_us: int
 ) -> Statement:
     """Distinct label names (besides `__name__`) of the matching series seen in [start, end]."""
     return _catalog_statement(
@@ -246,7 +318,7 @@ def compile_label_names(
 
 
 def compile_label_values(
-    tenant_id: str, name: str, matchers: tuple[ast.Matcher, ...], start_us: int, end_us: int
+    tenant_id: str, name: str, matchers: tuple[CatalogMatcher, ...], start_us: int, end_us: int
 ) -> Statement:
     """Distinct values of one label among the matching series seen in [start, end]."""
     if name == "__name__":
@@ -266,7 +338,7 @@ def compile_label_values(
 
 
 def _catalog_statement(
-    text: str, tenant_id: str, matchers: tuple[ast.Matcher, ...], start_us: int, end_us: int
+    text: str, tenant_id: str, matchers: tuple[CatalogMatcher, ...], start_us: int, end_us: int
 ) -> Statement:
     tree = _template(text).copy()
     params: dict[str, Any] = {
@@ -280,7 +352,7 @@ def _catalog_statement(
 
 
 def _statement(
-    template: str, matchers: tuple[ast.Matcher, ...], params: dict[str, Any]
+    template: str, matchers: tuple[CatalogMatcher, ...], params: dict[str, Any]
 ) -> Statement:
     tree = _template(template).copy()
     selected = tree.find(exp.CTE)
@@ -292,16 +364,22 @@ def _statement(
 
 
 def _and(
-    condition: exp.Expression, matchers: tuple[ast.Matcher, ...], params: dict[str, Any]
+    condition: exp.Expression, matchers: tuple[CatalogMatcher, ...], params: dict[str, Any]
 ) -> exp.Condition:
     conditions = [condition]
     conditions += [_matcher_condition(m, f"m{index}", params) for index, m in enumerate(matchers)]
     return exp.and_(*conditions)
 
 
-def _matcher_condition(matcher: ast.Matcher, key: str, params: dict[str, Any]) -> exp.Expression:
+def _matcher_condition(matcher: CatalogMatcher, key: str, params: dict[str, Any]) -> exp.Expression:
     """A matcher as a condition on the catalog row. A missing label equals "" (as in
     Prometheus), so only a non-empty equality may compare the raw label directly."""
+    if isinstance(matcher, ast.Matcher) and matcher.op in (ast.MatchOp.RE, ast.MatchOp.NRE):
+        raise ValueError(
+            f"regex matcher {matcher.name}{matcher.op.value}{matcher.value!r} must be resolved "
+            "to a ValueSetMatcher first (querylang.matcher_values): PostgreSQL's regexes are "
+            "not RE2's"
+        )
     value_param = exp.Placeholder(this=f"{key}v")
     if matcher.name == "__name__":
         subject: exp.Expression = exp.column("metric")
@@ -310,14 +388,15 @@ def _matcher_condition(matcher: ast.Matcher, key: str, params: dict[str, Any]) -
         label = exp.JSONExtractScalar(
             this=exp.column("labels"), expression=exp.Placeholder(this=f"{key}n")
         )
-        if matcher.op is ast.MatchOp.EQ and matcher.value:
+        if isinstance(matcher, ast.Matcher) and matcher.op is ast.MatchOp.EQ and matcher.value:
             subject = label
         else:
             subject = exp.Coalesce(this=label, expressions=[exp.Literal.string("")])
-    if matcher.op in (ast.MatchOp.RE, ast.MatchOp.NRE):
-        params[f"{key}v"] = anchored_for_postgres(matcher.value)
-        match = exp.RegexpLike(this=subject, expression=value_param)
-        return match if matcher.op is ast.MatchOp.RE else exp.Not(this=match)
+    if isinstance(matcher, ValueSetMatcher):
+        # `= ANY(array)`: PostgreSQL hashes the array, and uses (tenant_id, metric) for names.
+        params[f"{key}v"] = list(matcher.values)
+        member = exp.EQ(this=subject, expression=exp.Any(this=exp.Paren(this=value_param)))
+        return exp.Not(this=exp.Paren(this=member)) if matcher.negated else member
     params[f"{key}v"] = matcher.value
     if matcher.op is ast.MatchOp.EQ:
         return exp.EQ(this=subject, expression=value_param)

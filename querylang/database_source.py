@@ -1,18 +1,20 @@
 """The database as the evaluator's sample source: one compiled statement per
-selector, run through `storage.selections` within the query's deadline and limits."""
+selector (after one catalog statement per regex matcher, see matcher_values.py), run
+through `storage.selections` within the query's deadline and limits."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 
 from querylang import ast
 from querylang.compiler import (
     ROLLUP_COLUMNS,
+    CatalogMatcher,
     Statement,
     compile_instant,
     compile_range,
@@ -21,9 +23,16 @@ from querylang.compiler import (
 from querylang.errors import QueryLimitExceeded, QueryTimeout
 from querylang.explanation import Explanation
 from querylang.limits import QueryLimits
+from querylang.matcher_values import MatcherResolver
 from querylang.timegrid import TimeGrid
 from storage.errors import StatementTimeout
-from storage.selections import SelectedColumns, SelectedSeries, fetch_columns, fetch_selection
+from storage.selections import (
+    SelectedColumns,
+    SelectedSeries,
+    fetch_columns,
+    fetch_rows,
+    fetch_selection,
+)
 from storage.tiers import Tier
 
 
@@ -45,12 +54,18 @@ class DatabaseSource:
         self._deadline = deadline
         self._explanation = explanation
         self._samples = 0
+        self._resolver = MatcherResolver(tenant_id, self._catalog_rows, limits, deadline)
+
+    def resolve(self, matchers: tuple[ast.Matcher, ...]) -> tuple[CatalogMatcher, ...]:
+        """The selector's matchers with its regex matchers resolved against the catalog
+        (once per distinct selector and query)."""
+        return self._resolver.resolve(matchers)
 
     def instant(
         self, matchers: tuple[ast.Matcher, ...], grid: TimeGrid, lookback_us: int
     ) -> Sequence[SelectedSeries]:
         statement = compile_instant(
-            self._tenant_id, matchers, grid, lookback_us, self._limits.max_series + 1
+            self._tenant_id, self.resolve(matchers), grid, lookback_us, self._limits.max_series + 1
         )
         return self._run(statement)
 
@@ -58,7 +73,7 @@ class DatabaseSource:
         self, matchers: tuple[ast.Matcher, ...], grid: TimeGrid, range_us: int
     ) -> Sequence[SelectedSeries]:
         statement = compile_range(
-            self._tenant_id, matchers, grid, range_us, self._limits.max_series + 1
+            self._tenant_id, self.resolve(matchers), grid, range_us, self._limits.max_series + 1
         )
         return self._run(statement)
 
@@ -72,7 +87,7 @@ class DatabaseSource:
     ) -> Sequence[SelectedColumns]:
         statement = compile_rollup(
             self._tenant_id,
-            matchers,
+            self.resolve(matchers),
             tier.view,
             columns,
             low_us,
@@ -95,9 +110,13 @@ class DatabaseSource:
         )
         return self._counted(found, [len(series.times_us) for series in found])
 
-    def _fetch(
-        self, fetch: Callable[[timedelta], list[_Found]], statement: Statement
-    ) -> list[_Found]:
+    def _catalog_rows(self, statement: Statement) -> list[tuple[Any, ...]]:
+        return self._fetch(
+            lambda timeout: fetch_rows(self._conn, statement.sql, statement.params, timeout),
+            statement,
+        )
+
+    def _fetch(self, fetch: Callable[[timedelta], list[_Row]], statement: Statement) -> list[_Row]:
         self._explanation.statements.append(statement)
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:
@@ -124,3 +143,4 @@ class DatabaseSource:
 
 
 _Found = TypeVar("_Found", SelectedSeries, SelectedColumns)
+_Row = TypeVar("_Row")

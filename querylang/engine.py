@@ -21,6 +21,7 @@ from querylang.evaluator.evaluate import evaluate
 from querylang.evaluator.values import RangeVector, Scalar, String, Value, Vector, unique
 from querylang.explanation import Explanation
 from querylang.limits import QueryLimits
+from querylang.matcher_values import Resolve
 from querylang.parser import parse
 from querylang.planner import (
     AUTO,
@@ -160,19 +161,19 @@ class QueryEngine:
         now_us: int,
         tier: str = AUTO,
         explanation: Explanation | None = None,
+        resolve: Resolve | None = None,
     ) -> Plan:
-        """Which tier serves each step (raw throughout without a tier policy)."""
+        """Which tier serves each step (raw throughout without a tier policy);
+        `resolve` resolves regex matchers (by default, through a DatabaseSource)."""
         check_tier(tier)
         if self.tiers is None:
             return raw_plan(grid.count, "raw samples: rollup tiers are not enabled")
+        explained = explanation if explanation is not None else Explanation()
+        if resolve is None:
+            deadline = time.monotonic() + self.limits.timeout.total_seconds()
+            resolve = DatabaseSource(conn, tenant_id, self.limits, deadline, explained).resolve
         facts = _StorageFacts(
-            conn,
-            tenant_id,
-            expr,
-            grid,
-            self.limits,
-            self.tiers,
-            explanation if explanation is not None else Explanation(),
+            conn, tenant_id, expr, grid, self.limits, self.tiers, explained, resolve
         )
         return plan(
             expr,
@@ -197,9 +198,9 @@ class QueryEngine:
     ) -> tuple[Value, Plan]:
         deadline = time.monotonic() + self.limits.timeout.total_seconds()
         explained = explanation if explanation is not None else Explanation()
-        chosen = self.plan(conn, tenant_id, expr, grid, now_us, tier, explained)
-        explained.plan = chosen
         source = DatabaseSource(conn, tenant_id, self.limits, deadline, explained)
+        chosen = self.plan(conn, tenant_id, expr, grid, now_us, tier, explained, source.resolve)
+        explained.plan = chosen
         parts = []
         for segment in chosen.segments:
             rollup = ROLLUP_TIERS.get(segment.tier)
@@ -233,6 +234,7 @@ class _StorageFacts:
         limits: QueryLimits,
         policy: TierPolicy,
         explanation: Explanation,
+        resolve: Resolve,
     ) -> None:
         self._conn = conn
         self._tenant_id = tenant_id
@@ -241,6 +243,7 @@ class _StorageFacts:
         self._limits = limits
         self._policy = policy
         self._explanation = explanation
+        self._resolve = resolve
 
     def storage(self) -> Storage:
         watermarks = read_watermarks(self._conn)
@@ -269,7 +272,7 @@ class _StorageFacts:
             per_series = (read.end_us - read.start_us) // self._policy.nominal_interval_us + 1
             statement = compile_series_count(
                 self._tenant_id,
-                read.selector.matchers,
+                self._resolve(read.selector.matchers),
                 read.start_us,
                 read.end_us,
                 budget // per_series + 1,

@@ -23,7 +23,7 @@ from querylang import ast
 from querylang.ast import COMPARISON_OPS, SET_OPS, MatchOp, ValueType
 from querylang.errors import ParseError
 from querylang.functions import FUNCTIONS
-from querylang.regex import anchored
+from querylang.regex import RegexError, matcher_regex
 
 
 def parse(query: str) -> ast.Expr:
@@ -345,8 +345,8 @@ class _Builder(Transformer[Token, object]):
         op, value = _MATCH_OPS[op_token.type], _unquote(value_token)
         if op in (MatchOp.RE, MatchOp.NRE):
             try:
-                _anchored(value)
-            except (re.error, OverflowError, RecursionError) as err:
+                matcher_regex(value)
+            except RegexError as err:
                 raise _Rejected(
                     f"invalid regular expression {_go_quote(value)}: {err}", _start(value_token)
                 ) from None
@@ -458,11 +458,6 @@ def _vector_matching(op: ast.BinaryOp, matching: _Matching | None) -> ast.Vector
     )
 
 
-def _anchored(regex: str) -> re.Pattern[str]:
-    """A matcher's regex as Prometheus runs it: fully anchored."""
-    return anchored(regex)
-
-
 def _matches_empty(matcher: ast.Matcher) -> bool:
     """Whether `matcher` accepts a missing label; a selector of only such matchers
     would select every series, which Prometheus refuses."""
@@ -472,9 +467,9 @@ def _matches_empty(matcher: ast.Matcher) -> bool:
         case MatchOp.NE:
             return matcher.value != ""
         case MatchOp.RE:
-            return _anchored(matcher.value).match("") is not None
+            return matcher_regex(matcher.value).matches("")
         case MatchOp.NRE:
-            return _anchored(matcher.value).match("") is None
+            return not matcher_regex(matcher.value).matches("")
 
 
 _DURATION = re.compile(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from querylang import ast
 from querylang.compiler import (
+    CatalogMatcher,
     Statement,
     compile_label_names,
     compile_label_values,
@@ -15,6 +17,7 @@ from querylang.compiler import (
 from querylang.engine import QueryEngine
 from querylang.errors import BadRequest, QueryLimitExceeded
 from querylang.explanation import Explanation
+from querylang.matcher_values import MatcherResolver
 from querylang.parser import parse
 from querylang.planner import AUTO, check_tier
 from querylang.result import Labels, QueryResult
@@ -118,7 +121,7 @@ class QueryService:
     ) -> list[str]:
         """Label names of the tenant's series (those any selector matches, if given)."""
         names = {"__name__"}
-        for matchers in self._matchers(selectors):
+        for matchers in self._matchers(tenant_id, selectors, start_us, end_us):
             statement = compile_label_names(tenant_id, matchers, start_us, end_us)
             names.update(row[0] for row in self._read(statement))
         return sorted(names)
@@ -128,14 +131,26 @@ class QueryService:
     ) -> list[str]:
         """Values of one label across the tenant's series (or those selected)."""
         values: set[str] = set()
-        for matchers in self._matchers(selectors):
+        for matchers in self._matchers(tenant_id, selectors, start_us, end_us):
             statement = compile_label_values(tenant_id, name, matchers, start_us, end_us)
             values.update(row[0] for row in self._read(statement))
         return sorted(values)
 
-    def _matchers(self, selectors: Sequence[str]) -> list[tuple[ast.Matcher, ...]]:
-        """Each match[] selector's matchers; no selector means every series."""
-        return [_selector(text).matchers for text in selectors] or [()]
+    def _matchers(
+        self, tenant_id: str, selectors: Sequence[str], start_us: int, end_us: int
+    ) -> list[tuple[CatalogMatcher, ...]]:
+        """Each match[] selector's matchers, its regex matchers resolved against the
+        series seen in [start, end]; no selector means every series."""
+        parsed = [_selector(text).matchers for text in selectors]
+        limits = self.engine.limits
+        resolver = MatcherResolver(
+            tenant_id,
+            self._read,
+            limits,
+            time.monotonic() + limits.timeout.total_seconds(),
+            (start_us, end_us),
+        )
+        return [resolver.resolve(matchers) for matchers in parsed] or [()]
 
     def _read(self, statement: Statement) -> list[tuple[Any, ...]]:
         with self._pool.connection() as conn:
@@ -146,10 +161,9 @@ class QueryService:
     ) -> set[Labels]:
         limits = self.engine.limits
         found: set[Labels] = set()
-        for text in selectors:
-            statement = compile_series(
-                tenant_id, _selector(text).matchers, start_us, end_us, limits.max_series + 1
-            )
+        resolved = self._matchers(tenant_id, selectors, start_us, end_us)
+        for text, matchers in zip(selectors, resolved, strict=True):
+            statement = compile_series(tenant_id, matchers, start_us, end_us, limits.max_series + 1)
             rows = self._read(statement)
             if len(rows) > limits.max_series:
                 raise QueryLimitExceeded(

@@ -274,11 +274,43 @@ def _odd_shapes(rng: random.Random) -> Iterator[Series]:
         yield Series.of("config_hash", {"instance": instance}, samples)
 
 
+def _words(rng: random.Random) -> Iterator[Series]:
+    """Label values that tell RE2 (Go's regexp) from other regex engines: newlines
+    (`.` and `$`), non-ASCII letters and their Unicode simple case folds for `(?i)`
+    (ß ~ ẞ but not SS, k ~ Kelvin sign, s ~ long s, the three sigmas), ASCII-only
+    `\\w \\d [[:alpha:]]` against `\\pL`; one series without the label."""
+    words = (
+        "line1\nline2",
+        "x\n",
+        "x",
+        "größe",
+        "GRÖßE",
+        "GRÖẞE",
+        "GRÖSSE",
+        "k",
+        "K",
+        "\u212a",
+        "s",
+        "S",
+        "\u017f",
+        "Σ",
+        "\u03c3",
+        "ς",
+        "é",
+        "snake_case",
+        "٣",
+    )
+    times = grid(rng, 60)
+    for index, word in enumerate(words):
+        yield Series.of("regex_probe", {"word": word}, [(t, float(index)) for t in times])
+    yield Series.of("regex_probe", {"other": "no word"}, [(t, -1.0) for t in times])
+
+
 @cache
 def dataset() -> tuple[Series, ...]:
     """Every series of the comparison, the same on every call and in every process."""
     rng = random.Random(20231114)
-    parts = (_gauges, _counters, _gaps, _stale, _pods, _histograms, _odd_shapes)
+    parts = (_gauges, _counters, _gaps, _stale, _pods, _histograms, _odd_shapes, _words)
     series = tuple(item for part in parts for item in part(rng))
     keys = [item.labels for item in series]
     if len(set(keys)) != len(keys):

@@ -486,6 +486,15 @@ METADATA_CASES: list[tuple[str, Params]] = [
     ("/api/v1/label/path/values", ()),
     ("/api/v1/label/le/values", (("match[]", '{job="api"}'),)),
     ("/api/v1/label/nonexistent/values", ()),
+    # Regex matchers in RE2's semantics: `.` and newlines, Unicode case folding.
+    ("/api/v1/series", (("match[]", 'regex_probe{word=~".+"}'),)),
+    (
+        "/api/v1/series",
+        (("match[]", 'regex_probe{word=~"(?i)größe"}'), ("match[]", '{word=~"(?s)line1.line2"}')),
+    ),
+    ("/api/v1/label/word/values", (("match[]", 'regex_probe{word=~"(?i)[ks]"}'),)),
+    ("/api/v1/label/word/values", (("match[]", '{__name__=~"regex_.*", word!~".*"}'),)),
+    ("/api/v1/labels", (("match[]", 'regex_probe{word=~""}'),)),
 ]
 
 
