@@ -1,13 +1,14 @@
-"""The one place domain errors become HTTP statuses and error bodies."""
+"""The one place domain errors become HTTP statuses and error codes (their bodies are
+api/responses.py's)."""
 
 from __future__ import annotations
 
 import logging
-import math
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from api.responses import error_response, prometheus_error
 from ingest.errors import (
     BatchTooLarge,
     IngestError,
@@ -35,20 +36,6 @@ class Unauthorized(Exception):
     """The request carries no API key, or one that is unknown or revoked."""
 
 
-def error_response(
-    status: int, code: str, message: str, retry_after_s: float | None = None
-) -> JSONResponse:
-    """Vigil's error body: {"error": {"code", "message"}}, with Retry-After when given."""
-    headers = {}
-    if retry_after_s is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
-    if status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
-
-
 async def _ingest_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, IngestError)
     if isinstance(exc, RetryLater):
@@ -68,13 +55,6 @@ _INGEST_PATHS = frozenset({"/v1/metrics/ingest", "/api/v1/write"})
 def _is_prometheus_query(path: str) -> bool:
     """Paths of Prometheus's query API, whose clients expect its error envelope."""
     return path.startswith("/api/v1/") and path not in _INGEST_PATHS
-
-
-def prometheus_error(status: int, error_type: str, message: str) -> JSONResponse:
-    """Prometheus's HTTP API error envelope."""
-    return JSONResponse(
-        {"status": "error", "errorType": error_type, "error": message}, status_code=status
-    )
 
 
 async def _query_error(request: Request, exc: Exception) -> JSONResponse:

@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.bodies import read_body
 from api.dependencies import CallerDep, ServicesDep
+from api.responses import ingest_accepted, remote_write_answer
 from ingest.decoding import DecodedBatch, decode_ingest, decode_remote_write, decompress
 from ingest.errors import BatchTooLarge
 from ingest.intake import IntakeResult
-from ingest.validation import REJECTION_CODES
 
 router = APIRouter()
 
-# A 202 lists at most this many rejections; its counts are always complete.
-MAX_LISTED_REJECTIONS = 100
-
 
 @router.post("/v1/metrics/ingest", status_code=202)
-async def ingest(request: Request, caller: CallerDep, found: ServicesDep) -> JSONResponse:
+async def ingest(request: Request, caller: CallerDep, found: ServicesDep) -> Response:
     """Accept a batch of metrics (JSON or protobuf); 202 once it is durably on the bus."""
     body = await read_body(request, found.max_body_bytes, BatchTooLarge)
 
@@ -32,19 +27,7 @@ async def ingest(request: Request, caller: CallerDep, found: ServicesDep) -> JSO
         batch = decode_ingest(raw, request.headers.get("content-type"), found.label_sets)
         return found.intake.accept(caller.tenant, caller.key_id, batch, _now_us())
 
-    result = await run_in_threadpool(accept)
-    return JSONResponse(
-        {
-            "accepted": result.accepted,
-            "rejected": len(result.rejections),
-            "rejected_by_code": _counts_by_code(result),
-            "rejections": [
-                {"index": r.index, "code": r.code, "message": REJECTION_CODES[r.code]}
-                for r in result.rejections[:MAX_LISTED_REJECTIONS]
-            ],
-        },
-        status_code=202,
-    )
+    return ingest_accepted(await run_in_threadpool(accept))
 
 
 @router.post("/api/v1/write")
@@ -59,25 +42,7 @@ async def remote_write(request: Request, caller: CallerDep, found: ServicesDep) 
         )
         return found.intake.accept(caller.tenant, caller.key_id, batch, _now_us())
 
-    result = await run_in_threadpool(accept)
-    if not result.rejections:
-        return Response(status_code=204)
-    # The valid samples are stored; Prometheus must not resend the rest.
-    summary = ", ".join(f"{count} {code}" for code, count in _counts_by_code(result).items())
-    return JSONResponse(
-        {
-            "error": {
-                "code": "samples_rejected",
-                "message": f"accepted {result.accepted} samples, rejected {summary}",
-            }
-        },
-        status_code=400,
-    )
-
-
-def _counts_by_code(result: IntakeResult) -> dict[str, int]:
-    """How many samples were rejected with each code, codes sorted."""
-    return dict(sorted(Counter(rejection.code for rejection in result.rejections).items()))
+    return remote_write_answer(await run_in_threadpool(accept))
 
 
 def _now_us() -> int:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from api.dependencies import CallerDep, ServicesDep
-from storage.retention import RetentionOverride, parse_retention, retention_text
-from storage.tiers import TIER_NAMES
+from api.responses import OverrideOut, RetentionOut, override_out, retention_out
+from storage.retention import parse_retention
 
 router = APIRouter(prefix="/v1/retention", tags=["retention"])
 
@@ -27,48 +26,19 @@ class OverrideIn(BaseModel):
     retention: str = Field(description="A duration longer than the tier's default, e.g. 30d.")
 
 
-class OverrideOut(BaseModel):
-    """One of the tenant's overrides."""
-
-    tier: str
-    pattern: str
-    retention: str = Field(description="As a duration, e.g. 30d.")
-    retention_s: float
-    updated_at: datetime
-
-
-class RetentionOut(BaseModel):
-    """The global retention of each tier, and the tenant's overrides."""
-
-    defaults: dict[str, str] = Field(description="Each tier's retention for every tenant.")
-    overrides: list[OverrideOut]
-
-
-def _out(override: RetentionOverride) -> OverrideOut:
-    return OverrideOut(
-        tier=override.tier,
-        pattern=override.pattern,
-        retention=retention_text(override.retention),
-        retention_s=override.retention.total_seconds(),
-        updated_at=override.updated_at,
-    )
-
-
 @router.get("")
 def get_retention(caller: CallerDep, services: ServicesDep) -> RetentionOut:
     """The tiers' default retention and the caller's overrides."""
-    defaults = services.retention.defaults
-    return RetentionOut(
-        defaults={tier: retention_text(defaults.of(tier)) for tier in TIER_NAMES},
-        overrides=[_out(o) for o in services.retention.of(caller.tenant.id)],
-    )
+    return retention_out(services.retention.defaults, services.retention.of(caller.tenant.id))
 
 
 @router.put("", responses=_REJECTED)
 def put_override(caller: CallerDep, services: ServicesDep, body: OverrideIn) -> OverrideOut:
     """Set (or replace) the caller's retention for a tier's metrics matching a pattern."""
     retention = parse_retention(body.retention)
-    return _out(services.retention.set(caller.tenant.id, body.tier, body.pattern, retention))
+    return override_out(
+        services.retention.set(caller.tenant.id, body.tier, body.pattern, retention)
+    )
 
 
 @router.delete("", status_code=204, responses={404: {"description": "No such override"}})

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import math
-from datetime import date, datetime, time
-from decimal import Decimal
-from typing import Any
-from uuid import UUID
-
-import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.bodies import read_body
 from api.dependencies import CallerDep, ServicesDep
+from api.responses import SqlAnswer, sql_answer
 from querylang.errors import BadRequest
-from querylang.evaluator.formatting import format_value
 from querylang.sql_guard import MAX_SQL_CHARS, run_sql
-from storage.sql_console import SqlRows
 
 router = APIRouter(tags=["sql"])
 
@@ -30,22 +22,6 @@ class SqlRequest(BaseModel):
     """The body of `POST /v1/sql` as JSON."""
 
     sql: str = Field(description="One SELECT over the views samples and series.")
-
-
-class SqlColumnOut(BaseModel):
-    """A result column."""
-
-    name: str
-    type: str = Field(description="PostgreSQL type name, e.g. timestamptz, float8, jsonb.")
-
-
-class SqlAnswer(BaseModel):
-    """The rows of a statement; `truncated` means the row limit cut it short."""
-
-    columns: list[SqlColumnOut]
-    rows: list[list[Any]]
-    row_count: int
-    truncated: bool
 
 
 @router.post(
@@ -60,7 +36,7 @@ async def sql(request: Request, caller: CallerDep, found: ServicesDep) -> Respon
         request.headers.get("content-type") or "",
     )
     rows = await run_in_threadpool(run_sql, found.sql_console, caller.tenant.id, text)
-    return Response(orjson.dumps(_answer(rows)), media_type="application/json")
+    return sql_answer(rows)
 
 
 def _statement(body: bytes, content_type: str) -> str:
@@ -84,38 +60,3 @@ def _statement(body: bytes, content_type: str) -> str:
             f'the body must be JSON {{"sql": "..."}}: {where + ": " if where else ""}'
             f"{problem['msg']}"
         ) from None
-
-
-def _answer(rows: SqlRows) -> dict[str, Any]:
-    return {
-        "columns": [{"name": column.name, "type": column.type} for column in rows.columns],
-        "rows": [[_json_value(value) for value in row] for row in rows.rows],
-        "row_count": len(rows.rows),
-        "truncated": rows.truncated,
-    }
-
-
-def _json_value(value: object) -> Any:
-    """A database value as JSON: numbers as numbers (non-finite ones as Prometheus
-    writes them), times as ISO 8601, jsonb as itself, arrays and records as lists."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else format_value(value)
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            return "NaN" if value.is_nan() else ("+Inf" if value > 0 else "-Inf")
-        if value == value.to_integral_value() and abs(value) < 2**63:
-            return int(value)
-        return float(value)
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return value  # jsonb: JSON already, and never NaN
-    if isinstance(value, list | tuple):
-        return [_json_value(item) for item in value]
-    if isinstance(value, bytes | bytearray | memoryview):
-        return "\\x" + bytes(value).hex()
-    if isinstance(value, UUID):
-        return str(value)
-    return str(value)

@@ -1,5 +1,6 @@
-"""The one wiring point Dagster loads (`-m dagster_project.definitions`): every job,
-schedule, sensor and resource of Vigil's background work."""
+"""The one wiring point Dagster loads (pyproject's `[tool.dagster]` names it, so `dagster
+dev` and `dagster job list` find it from the project root): every job, schedule, sensor
+and resource of Vigil's background work."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import dagster as dg
 
 from dagster_project.failures import job_failure_sensor
 from dagster_project.repair import rollup_repair, rollup_repair_sensor
-from dagster_project.resources import PostgresResource, RedisResource, SmtpResource
+from dagster_project.resources import PostgresResource, RedisResource
 from dagster_project.retention import retention, retention_schedule
 from dagster_project.rollup import ROLLUP_SCHEDULES, TIER_ASSETS, rollup
 
@@ -22,6 +23,5 @@ defs = dg.Definitions(
     resources={
         "postgres": PostgresResource(),
         "redis": RedisResource(),
-        "smtp": SmtpResource(),
     },
 )

@@ -1,31 +1,30 @@
-"""Dagster resources for PostgreSQL, Redis and SMTP, configured like the rest of Vigil.
+"""Dagster resources: Vigil's store and its Redis, as the composition root (vigil.wiring)
+builds them for the background jobs.
 
-Each connection field is optional: left unset, it is read from Vigil's settings
-(VIGIL_* variables, .env) when the resource is used, so Dagster talks to the same
-servers as the API and the writers, and no URL with a password is frozen into the
-definitions or shown in the Dagster UI.
+Each URL field is optional: left unset, it is read from Vigil's settings (VIGIL_*
+variables, .env) when the resource is used, so Dagster talks to the same servers as
+the API and the writers, and no URL with a password is frozen into the definitions or
+shown in the Dagster UI.
 """
 
 from __future__ import annotations
 
-import smtplib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from email.message import EmailMessage
 
 import dagster as dg
 import psycopg
-import redis
 from pydantic import Field
 
+from dagster_project.maintenance import Maintenance
 from querylang.results_cache import ResultsCache
 from storage.database import connect
 from vigil import wiring
-from vigil.settings import Settings
 
 
 class PostgresResource(dg.ConfigurableResource["PostgresResource"]):
-    """Connections to Vigil's PostgreSQL + TimescaleDB."""
+    """Vigil's store as the jobs use it: connections to its PostgreSQL + TimescaleDB, and
+    the settings they maintain it by (rollup, repair, retention)."""
 
     database_url: str | None = Field(
         default=None, description="PostgreSQL URL; default: VIGIL_DATABASE_URL."
@@ -34,42 +33,19 @@ class PostgresResource(dg.ConfigurableResource["PostgresResource"]):
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
         """An autocommit connection for the duration of the block."""
-        with connect(self.database_url or Settings().database_url) as conn:
+        with connect(wiring.job_settings(database_url=self.database_url).database_url) as conn:
             yield conn
+
+    def maintenance(self) -> Maintenance:
+        """The rollup, repair and retention settings, as the rest of Vigil reads them."""
+        return wiring.maintenance(wiring.job_settings(database_url=self.database_url))
 
 
 class RedisResource(dg.ConfigurableResource["RedisResource"]):
-    """Vigil's Redis: a client, and the query results cache kept in it, built as the
-    API builds them (vigil.wiring)."""
+    """Vigil's Redis, for the query results cache kept in it."""
 
     redis_url: str | None = Field(default=None, description="Redis URL; default: VIGIL_REDIS_URL.")
 
-    def client(self) -> redis.Redis:
-        """A client with the API's bounded timeouts, so a dead Redis fails a job quickly."""
-        return wiring.redis_client(self._settings())
-
     def results_cache(self) -> ResultsCache:
         """The read path's results cache, under the same settings as the API's."""
-        return wiring.results_cache(self._settings())
-
-    def _settings(self) -> Settings:
-        settings = Settings()
-        if self.redis_url:
-            settings = settings.model_copy(update={"redis_url": self.redis_url})
-        return settings
-
-
-class SmtpResource(dg.ConfigurableResource["SmtpResource"]):
-    """An SMTP relay that background jobs send mail through (plain SMTP, no login)."""
-
-    host: str = Field(default="127.0.0.1", description="SMTP relay host.")
-    port: int = Field(default=25, description="SMTP relay port.")
-    sender: str = Field(default="vigil@localhost", description="From address.")
-    timeout_s: float = Field(default=10.0, description="Connect and command timeout.")
-
-    def send(self, message: EmailMessage) -> None:
-        """Send one message, from `sender` unless it names its own From."""
-        if "From" not in message:
-            message["From"] = self.sender
-        with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
-            smtp.send_message(message)
+        return wiring.results_cache(wiring.job_settings(redis_url=self.redis_url))

@@ -10,14 +10,14 @@ import dagster as dg
 
 from dagster_project.resources import PostgresResource
 from storage.retention import apply_retention
-from vigil.settings import Settings
 
 
 @dg.op
 def drop_expired_chunks(context: dg.OpExecutionContext, postgres: PostgresResource) -> None:
     """Apply every tier's retention, global and per-tenant overrides."""
+    retention = postgres.maintenance().retention
     with postgres.connection() as conn:
-        run = apply_retention(conn, Settings().retention, time.time_ns() // 1_000)
+        run = apply_retention(conn, retention, time.time_ns() // 1_000)
     for tier in run.tiers:
         preserved = sum(kept.rows for kept in tier.preserved)
         context.log.info(

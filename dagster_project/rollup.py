@@ -14,7 +14,6 @@ watermark, materialised when buckets were built, observed when none were due.
 # (config, resources) when it decorates them.
 
 import time
-from datetime import timedelta
 
 import dagster as dg
 from pydantic import Field
@@ -23,7 +22,6 @@ from dagster_project.resources import PostgresResource
 from storage import rollups
 from storage.tiers import ROLLUP_TIER_NAMES, RollupTierName
 from storage.timestamps import to_datetime
-from vigil.settings import Settings
 
 TIER_ASSETS = [
     dg.AssetSpec(
@@ -57,14 +55,14 @@ def materialise_tier(
     context: dg.OpExecutionContext, config: RollupConfig, postgres: PostgresResource
 ) -> None:
     """Build the tier's closed buckets past its watermark."""
-    settings = Settings().rollup
+    maintenance = postgres.maintenance()
     with postgres.connection() as conn:
         run = rollups.materialise(
             conn,
             config.tier,
             now_us=time.time_ns() // 1_000,
-            settle_us=settings.settle // timedelta(microseconds=1),
-            max_buckets=settings.max_buckets_per_run,
+            settle_us=maintenance.settle_us,
+            max_buckets=maintenance.max_buckets_per_run,
         )
         watermark = rollups.read_watermarks(conn)[config.tier].materialised_to_us
     asset = f"rollup_{config.tier}"

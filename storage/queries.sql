@@ -80,13 +80,6 @@ FROM (
 ) AS t
 WHERE s.id = t.id AND s.last_seen < t.last_seen;
 
--- claim_batch --
--- Records a tenant's batch in the write ledger; returns nothing if it was written before.
-INSERT INTO vigil.write_ledger (batch_time, tenant_id, batch_key, samples)
-VALUES (%(batch_time)s, %(tenant_id)s, %(batch_key)s, %(samples)s)
-ON CONFLICT DO NOTHING
-RETURNING batch_key;
-
 -- claim_batches --
 -- Records many batches in the write ledger at once; returns only the ones not written before.
 INSERT INTO vigil.write_ledger (batch_time, tenant_id, batch_key, samples)

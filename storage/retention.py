@@ -26,6 +26,7 @@ override, the override simply has no effect; data lives max(global, override).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
@@ -36,12 +37,11 @@ from psycopg import sql
 
 from storage import rollups
 from storage.database import Pool
+from storage.durations import format_duration, parse_duration
 from storage.errors import StorageError
 from storage.queries import query
 from storage.tiers import ROLLUP_TIERS, TIER_NAMES
 from storage.timestamps import to_datetime
-from vigil.durations import format_duration, parse_duration
-from vigil.settings import RetentionSettings
 
 MAX_RETENTION: Final = timedelta(days=3650)
 MAX_OVERRIDES_PER_TENANT: Final = 100
@@ -56,6 +56,22 @@ class InvalidRetentionOverride(StorageError):
 
 class RetentionOverrideNotFound(StorageError):
     """The tenant has no override for that tier and pattern."""
+
+
+@dataclass(frozen=True)
+class RetentionDefaults:
+    """Each tier's global retention: how long every tenant's data is kept, unless an
+    override keeps it longer."""
+
+    windows: Mapping[str, timedelta]
+
+    def __post_init__(self) -> None:
+        if sorted(self.windows) != sorted(TIER_NAMES):
+            raise ValueError(f"retention defaults need exactly the tiers {', '.join(TIER_NAMES)}")
+
+    def of(self, tier: str) -> timedelta:
+        """The retention of a tier by name: raw, 1m, 1h or 1d."""
+        return self.windows[tier]
 
 
 @dataclass(frozen=True)
@@ -145,7 +161,7 @@ def retention_text(value: timedelta) -> str:
 
 
 def validate_override(
-    tier: str, pattern: str, retention: timedelta, defaults: RetentionSettings
+    tier: str, pattern: str, retention: timedelta, defaults: RetentionDefaults
 ) -> None:
     """Raise InvalidRetentionOverride unless the override can be stored and enforced."""
     if tier not in TIER_NAMES:
@@ -183,7 +199,7 @@ def set_override(
     tier: str,
     pattern: str,
     retention: timedelta,
-    defaults: RetentionSettings,
+    defaults: RetentionDefaults,
 ) -> RetentionOverride:
     """Keep a tenant's metrics matching `pattern` in `tier` for `retention` (an upsert)."""
     validate_override(tier, pattern, retention, defaults)
@@ -216,7 +232,7 @@ def unset_override(conn: psycopg.Connection, tenant_id: UUID, tier: str, pattern
 class RetentionOverrides:
     """Tenants' retention overrides over a connection pool, checked against the defaults."""
 
-    def __init__(self, pool: Pool, defaults: RetentionSettings) -> None:
+    def __init__(self, pool: Pool, defaults: RetentionDefaults) -> None:
         self._pool = pool
         self.defaults = defaults
 
@@ -239,7 +255,7 @@ class RetentionOverrides:
 
 
 def apply_retention(
-    conn: psycopg.Connection, retention: RetentionSettings, now_us: int
+    conn: psycopg.Connection, retention: RetentionDefaults, now_us: int
 ) -> RetentionRun:
     """Drop every tier's chunks past its window as of `now_us`, keeping what overrides keep
     in the twins, then the write ledger's chunks no replay can need any more."""
@@ -249,7 +265,7 @@ def apply_retention(
         _apply_tier(conn, store, retention.of(store.tier), now, _built_from(store.tier, built))
         for store in _STORES
     )
-    return RetentionRun(tiers=tiers, ledger=_apply_ledger(conn, retention.raw, now))
+    return RetentionRun(tiers=tiers, ledger=_apply_ledger(conn, retention.of("raw"), now))
 
 
 def _built_from(tier: str, watermarks: dict[str, rollups.Watermark]) -> datetime | None:

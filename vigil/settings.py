@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from vigil.durations import parse_duration
+from storage.durations import parse_duration
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

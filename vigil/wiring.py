@@ -1,4 +1,5 @@
-"""Builds the long-lived objects (bus, pools, API app, writers) from one Settings."""
+"""Builds the long-lived objects (bus, pools, API app, writers, the background jobs'
+settings) from one Settings."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 from api.app import create_app
 from api.auth import KeyAuthenticator
 from api.dependencies import ApiServices
+from dagster_project.maintenance import Maintenance
 from ingest.bus import BusConsumer, BusPublisher
 from ingest.bus.redis_streams import RedisStreamsConsumer, RedisStreamsPublisher
 from ingest.decoding import LabelSets
@@ -27,7 +29,7 @@ from querylang.results_cache import ResultsCache
 from querylang.rule_queries import RuleQueries
 from querylang.service import QueryService
 from storage.database import Pool, connect
-from storage.retention import RetentionOverrides
+from storage.retention import RetentionDefaults, RetentionOverrides
 from storage.samples import SampleWriter
 from storage.series import SeriesCatalog
 from storage.sql_console import SqlConsole, reader_url
@@ -102,7 +104,7 @@ def api_services(settings: Settings) -> ApiServices:
         label_sets=LabelSets(),
         max_body_bytes=limits.max_body_bytes,
         queries=query_service(settings),
-        retention=RetentionOverrides(pool, settings.retention),
+        retention=RetentionOverrides(pool, retention_defaults(settings)),
         sql_console=SqlConsole(
             settings.database_url,
             reader_url(settings.database_url),
@@ -163,6 +165,30 @@ def results_cache(settings: Settings) -> ResultsCache:
         freshness_us=query.cache_freshness // timedelta(microseconds=1),
         ttl_s=int(query.cache_ttl.total_seconds()),
     )
+
+
+def retention_defaults(settings: Settings) -> RetentionDefaults:
+    """Each tier's global retention, as retention and its overrides enforce it."""
+    return RetentionDefaults({tier: settings.retention.of(tier) for tier in TIER_NAMES})
+
+
+def maintenance(settings: Settings) -> Maintenance:
+    """The rollup, repair and retention jobs' settings."""
+    rollup = settings.rollup
+    return Maintenance(
+        settle_us=rollup.settle // timedelta(microseconds=1),
+        max_buckets_per_run=rollup.max_buckets_per_run,
+        repair_batch=rollup.repair_batch,
+        retention=retention_defaults(settings),
+    )
+
+
+def job_settings(database_url: str | None = None, redis_url: str | None = None) -> Settings:
+    """VIGIL_* settings as Dagster's processes read them when a job runs, with a
+    resource's URLs, where it sets them, in place of the configured ones."""
+    settings = Settings()
+    urls = {"database_url": database_url, "redis_url": redis_url}
+    return settings.model_copy(update={name: url for name, url in urls.items() if url})
 
 
 def api_app() -> FastAPI:

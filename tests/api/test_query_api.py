@@ -241,3 +241,59 @@ def test_v1_query_with_explain(base_url: str, data: tuple[Tenant, Tenant]) -> No
 def test_unauthenticated_queries_are_refused(base_url: str) -> None:
     with client(base_url, None) as http:
         assert http.get("/api/v1/query", params={"query": "up"}).status_code == 401
+
+
+_QUERY = 'requests_total{host="a"}'
+_EVERY_QUERY_ENDPOINT = [
+    ("/api/v1/query", {"query": _QUERY, "time": T0 + 600}),
+    ("/api/v1/query_range", {"query": _QUERY, "start": T0, "end": T0 + 600, "step": 60}),
+    ("/v1/metrics/query", {"query": _QUERY, "start": T0, "end": T0 + 600, "step": 60}),
+]
+
+
+def _error(answer: httpx.Response) -> tuple[str, str]:
+    """(type or code, message) of a Prometheus envelope or of Vigil's /v1 error body."""
+    body = answer.json()
+    if "status" in body:
+        assert body["status"] == "error"
+        return body["errorType"], body["error"]
+    return body["error"]["code"], body["error"]["message"]
+
+
+@pytest.mark.parametrize(("path", "params"), _EVERY_QUERY_ENDPOINT)
+@pytest.mark.parametrize("tier", ["5m", "RAW", ""])
+def test_an_unknown_tier_is_refused_listing_the_choices(
+    base_url: str, data: tuple[Tenant, Tenant], path: str, params: dict[str, object], tier: str
+) -> None:
+    answer = _get(base_url, data[0], path, **params, tier=tier)
+    assert answer.status_code == 400, answer.text
+    kind, message = _error(answer)
+    assert kind == "bad_data"
+    assert '"tier"' in message and "raw, 1m, 1h, 1d, auto" in message
+
+
+@pytest.mark.parametrize(("path", "params"), _EVERY_QUERY_ENDPOINT)
+def test_a_tier_is_passed_to_the_planner(
+    base_url: str, data: tuple[Tenant, Tenant], path: str, params: dict[str, object]
+) -> None:
+    first, _ = data
+    raw = _get(base_url, first, path, **params, tier="raw")
+    assert raw.status_code == 200, raw.text
+    if path.startswith("/api/"):
+        assert raw.headers["X-Vigil-Tiers"] == "raw"
+    else:
+        assert raw.json()["tiers"] == ["raw"]
+    # A rollup tier cannot answer changes(); only a forced one says so.
+    changes = {**params, "query": f"changes({_QUERY}[5m])"}
+    assert _get(base_url, first, path, **changes).status_code == 200
+    forced = _get(base_url, first, path, **changes, tier="1h")
+    assert forced.status_code == 400, forced.text
+    assert _error(forced)[0] == "bad_data" and "1h tier" in _error(forced)[1]
+
+
+def test_a_tier_in_a_post_form(base_url: str, data: tuple[Tenant, Tenant]) -> None:
+    with client(base_url, data[0].key) as http:
+        form = {"query": _QUERY, "time": str(T0 + 600)}
+        assert http.post("/api/v1/query", data={**form, "tier": "raw"}).status_code == 200
+        refused = http.post("/api/v1/query", data={**form, "tier": "weekly"})
+    assert refused.status_code == 400 and "raw, 1m, 1h, 1d, auto" in refused.json()["error"]

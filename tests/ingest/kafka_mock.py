@@ -34,7 +34,8 @@ _BOOTSTRAP = re.compile(r"Mock cluster \S+ bootstrap\.servers=(\S+)")
 
 
 class MockClusterUnavailable(RuntimeError):
-    """The mock cluster could not be started here."""
+    """The mock cluster could not be started here: an install problem, since
+    confluent-kafka (with librdkafka's mock) is a dev dependency that ops/install installs."""
 
 
 class _MockLog:
@@ -65,7 +66,10 @@ class MockKafkaCluster:
         try:
             import confluent_kafka
         except ImportError as exc:
-            raise MockClusterUnavailable(f"confluent-kafka is not installed: {exc}") from None
+            raise MockClusterUnavailable(
+                f"confluent-kafka is not installed ({exc}): run ops/install, or "
+                "pip install -e '.[dev]' in the virtualenv"
+            ) from None
         self._log = _MockLog()
         try:
             self._client = confluent_kafka.Producer(

@@ -1,4 +1,7 @@
-"""The Kafka bus against a real Kafka protocol endpoint (librdkafka's mock cluster)."""
+"""The Kafka bus against a real Kafka protocol endpoint (librdkafka's mock cluster).
+
+Never skipped: the mock comes with confluent-kafka, a dev dependency, so a cluster that
+cannot start is an install problem and fails these tests, saying why."""
 
 from __future__ import annotations
 
@@ -26,6 +29,24 @@ PARTITIONS = MOCK_TOPIC_PARTITIONS
 SESSION_MS = 4000
 
 MakeMember = Callable[..., KafkaConsumerMember]
+
+
+def mock_cluster() -> MockKafkaCluster:
+    """A started mock cluster; the test fails (never skips) when it cannot start."""
+    try:
+        return MockKafkaCluster()
+    except MockClusterUnavailable as exc:
+        pytest.fail(f"no mock Kafka cluster: {exc}")
+
+
+@pytest.fixture(scope="module")
+def kafka_bootstrap() -> Iterator[str]:
+    """host:port of a mock Kafka cluster speaking the real protocol, for this module.
+
+    Topics are auto-created with 4 partitions."""
+    cluster = mock_cluster()
+    yield cluster.bootstrap
+    cluster.stop()
 
 
 @pytest.fixture
@@ -171,10 +192,7 @@ def test_kafka_that_is_not_listening_is_bus_unavailable(connect: Callable[[str],
 
 
 def test_kafka_going_away_is_bus_unavailable() -> None:
-    try:
-        cluster = MockKafkaCluster()
-    except MockClusterUnavailable as exc:
-        pytest.skip(f"no mock Kafka cluster: {exc}")
+    cluster = mock_cluster()
     topic, group = f"t-{uuid.uuid4().hex[:12]}", f"g-{uuid.uuid4().hex[:12]}"
     try:
         ensure_topic(cluster.bootstrap, topic, PARTITIONS)

@@ -19,6 +19,7 @@ from storage.database import connect
 from storage.retention import (
     InvalidRetentionOverride,
     Preserved,
+    RetentionDefaults,
     RetentionOverrideNotFound,
     RetentionRun,
     TierRetention,
@@ -29,12 +30,11 @@ from storage.retention import (
     validate_override,
 )
 from storage.timestamps import to_unix_us
-from vigil.settings import RetentionSettings
 
 # Not on any chunk boundary, so every tier has a chunk straddling its cutoff.
 NOW = datetime(2025, 3, 1, 12, 34, 56, tzinfo=UTC)
-DEFAULTS = RetentionSettings()
 DAY = timedelta(days=1)
+DEFAULTS = RetentionDefaults({"raw": 2 * DAY, "1m": 14 * DAY, "1h": 90 * DAY, "1d": 730 * DAY})
 LEDGER_WINDOW = 5 * DAY  # a tenant's out-of-order window, longer than raw retention
 
 
@@ -106,10 +106,10 @@ class Table:
 
 
 TABLES = [
-    Table("samples_raw", "time", DEFAULTS.raw, "raw"),
-    Table("rollup_1m", "bucket", DEFAULTS.rollup_1m, "1m"),
-    Table("rollup_1h", "bucket", DEFAULTS.rollup_1h, "1h"),
-    Table("rollup_1d", "bucket", DEFAULTS.rollup_1d, "1d"),
+    Table("samples_raw", "time", DEFAULTS.of("raw"), "raw"),
+    Table("rollup_1m", "bucket", DEFAULTS.of("1m"), "1m"),
+    Table("rollup_1h", "bucket", DEFAULTS.of("1h"), "1h"),
+    Table("rollup_1d", "bucket", DEFAULTS.of("1d"), "1d"),
     Table("write_ledger", "batch_time", LEDGER_WINDOW, None),
 ]
 
@@ -229,7 +229,7 @@ def test_overrides_keep_matching_metrics_readable_and_nothing_else(
     assert tier_of(result, "1m").preserved == ()
     # The hot tables lost their old chunks whole: only the twins hold the kept rows.
     raw_times = times_in(fresh, "samples_raw", "time")
-    assert min(raw_times) > NOW - DEFAULTS.raw - timedelta(hours=2)
+    assert min(raw_times) > NOW - DEFAULTS.of("raw") - timedelta(hours=2)
 
     again = run(fresh)
     assert visible(fresh, "samples", fleet.a_billing, NOW) == RAW_AGES[:4]

@@ -63,6 +63,7 @@ def test_tenant_lifecycle(database_url: str, conn: psycopg.Connection) -> None:
         (["tenants", "create", "Bad Name"], {}, "invalid tenant name 'Bad Name'"),
         (["tenants", "revoke-key", "nope"], {}, "no API key with id 'nope'"),
         (["tenants", "create-key", "no-such-tenant"], {}, "no tenant named 'no-such-tenant'"),
+        (["query", "up", "--tier", "5m"], {}, "'5m' is not one of raw, 1m, 1h, 1d, auto"),
         (
             ["migrate"],
             {"VIGIL_DATABASE_URL": "postgresql://vigil@127.0.0.1:1/nowhere"},
@@ -126,6 +127,8 @@ def test_query_prints_a_table_and_json(database_url: str, conn: psycopg.Connecti
     assert "2023-11-14 22:19:20" in table.stdout and "12" in table.stdout
     answer = json.loads(vigil(*args, "--json").stdout)
     assert [p["value"] for p in answer["series"][0]["datapoints"]] == [0.0, 6.0, 12.0, 18.0]
+    assert (answer["query"], answer["start"], answer["step"]) == ("cli_gauge * 2", start_s, 180)
+    assert json.loads(vigil(*args, "--tier", "raw", "--json").stdout)["tiers"] == ["raw"]
     broken = vigil("query", "sum(", "--tenant", issued.tenant.name)
     assert broken.returncode == 1
     assert broken.stderr.startswith("vigil: error:") and "expected" in broken.stderr

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from vigil.durations import format_duration, parse_duration
+from storage.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Durations as people write them in Prometheus and Grafana: 90s, 15m, 2h, 1d12h."""
+"""Durations as people write them in Prometheus and Grafana: 90s, 15m, 2h, 1d12h (retention
+windows, out-of-order windows and every duration setting)."""
 
 from __future__ import annotations
 
