@@ -13,12 +13,13 @@ import numpy as np
 import psycopg
 
 from querylang import ast
+from querylang.answers import check_range_expr, instant_answer, range_answer
 from querylang.compiler import compile_series_count
 from querylang.database_source import DatabaseSource
 from querylang.errors import BadRequest, QueryTimeout
 from querylang.evaluator.context import Context
 from querylang.evaluator.evaluate import evaluate
-from querylang.evaluator.values import RangeVector, Scalar, String, Value, Vector, unique
+from querylang.evaluator.values import Scalar, Value, Vector, unique
 from querylang.explanation import Explanation
 from querylang.limits import QueryLimits
 from querylang.matcher_values import Resolve
@@ -35,9 +36,8 @@ from querylang.planner import (
     raw_plan,
     selector_reads,
 )
-from querylang.result import Labels, QueryResult, Series
+from querylang.result import Labels, QueryResult
 from querylang.timegrid import TimeGrid
-from querylang.typecheck import value_type
 from storage.rollups import dirty_buckets, read_watermarks
 from storage.selections import fetch_rows
 from storage.tiers import RAW, ROLLUP_TIERS
@@ -80,28 +80,12 @@ class QueryEngine:
         """`query` at every step from start to end, as Prometheus's /query_range."""
         steps = self.check_range(start_us, end_us, step_us)
         expr = parse(query) if isinstance(query, str) else query
-        kind = value_type(expr)
-        if kind not in (ast.ValueType.SCALAR, ast.ValueType.VECTOR):
-            raise BadRequest(
-                f'invalid expression type "{_type_name(kind)}" for range query, '
-                "must be Scalar or instant Vector"
-            )
+        check_range_expr(expr)
         grid = TimeGrid(start_us, step_us, steps)
         value, chosen = self._evaluate(
             conn, tenant_id, expr, grid, (start_us, end_us), now_us, explanation, tier
         )
-        times = grid.times_us
-        tiers, notes = chosen.tiers, chosen.approximations
-        if isinstance(value, Scalar):
-            return QueryResult("matrix", [Series((), times, value.values)], tiers, notes=notes)
-        assert isinstance(value, Vector)
-        series = [
-            Series(labels, times[present], value.values[row][present])
-            for row, (labels, present) in enumerate(zip(value.labels, value.present, strict=True))
-            if present.any()
-        ]
-        series.sort(key=lambda s: s.labels)
-        return QueryResult("matrix", series, tiers, notes=notes)
+        return range_answer(value, grid, chosen.tiers, chosen.approximations)
 
     def check_range(self, start_us: int, end_us: int, step_us: int) -> int:
         """The number of steps of a valid range, or BadRequest saying what is wrong."""
@@ -136,21 +120,7 @@ class QueryEngine:
         value, chosen = self._evaluate(
             conn, tenant_id, expr, grid, (time_us, time_us), now_us, explanation, tier
         )
-        tiers, notes = chosen.tiers, chosen.approximations
-        stamp = np.array([time_us], dtype=np.int64)
-        if isinstance(value, Scalar):
-            return QueryResult("scalar", [Series((), stamp, value.values)], tiers, notes=notes)
-        if isinstance(value, String):
-            return QueryResult(
-                "string", [Series((), stamp, np.zeros(1))], tiers, value.value, notes=notes
-            )
-        if isinstance(value, RangeVector):
-            return QueryResult("matrix", _window_samples(value, time_us), tiers, notes=notes)
-        assert isinstance(value, Vector)
-        rows = [row for row in range(len(value.labels)) if value.present[row, 0]]
-        rows = _instant_order(expr, value, rows)
-        series = [Series(value.labels[row], stamp, value.values[row, :1]) for row in rows]
-        return QueryResult("vector", series, tiers, notes=notes)
+        return instant_answer(expr, value, time_us, chosen.tiers, chosen.approximations)
 
     def plan(
         self,
@@ -325,39 +295,3 @@ def _joined(parts: list[Value]) -> Value:
         present.append(shown)
         offset += width
     return unique(Vector(labels, np.concatenate(values), np.concatenate(present)))
-
-
-def _window_samples(matrix: RangeVector, time_us: int) -> list[Series]:
-    """An instant query of a range vector: each series' samples in its window."""
-    end = int(matrix.window_ends[0])
-    series = []
-    for labels, times, values in zip(matrix.labels, matrix.times, matrix.values, strict=True):
-        keep = (times >= end - matrix.range_us) & (times <= end)
-        if keep.any():
-            series.append(Series(labels, times[keep], values[keep]))
-    series.sort(key=lambda s: s.labels)
-    return series
-
-
-def _instant_order(expr: ast.Expr, vector: Vector, rows: list[int]) -> list[int]:
-    """Prometheus orders an instant result only for sort(), sort_desc(), topk() and
-    bottomk(); NaN sorts last."""
-    descending: bool | None = None
-    if isinstance(expr, ast.Call) and expr.func in ("sort", "sort_desc"):
-        descending = expr.func == "sort_desc"
-    elif isinstance(expr, ast.AggregateExpr) and expr.op in ("topk", "bottomk"):
-        descending = expr.op == "topk"
-    if descending is None:
-        return rows
-    values = [float(vector.values[row, 0]) for row in rows]
-
-    def key(index: int) -> tuple[bool, float]:
-        value = values[index]
-        nan = value != value
-        return (nan, 0.0 if nan else (-value if descending else value))
-
-    return [rows[i] for i in sorted(range(len(rows)), key=key)]
-
-
-def _type_name(kind: ast.ValueType) -> str:
-    return {"matrix": "range vector", "vector": "instant vector"}.get(kind.value, kind.value)
