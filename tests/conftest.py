@@ -9,6 +9,8 @@ from contextlib import AbstractContextManager, contextmanager
 
 import psycopg
 import pytest
+from hypothesis import settings as hypothesis_settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 from storage import tenants
 from storage.database import connect
@@ -20,6 +22,25 @@ from vigil.settings import LOCAL_POSTGRES_PORT, Settings
 os.environ.setdefault(
     "VIGIL_DATABASE_URL", f"postgresql://vigil@127.0.0.1:{LOCAL_POSTGRES_PORT}/vigil_test"
 )
+
+# Hypothesis profiles. "ci" (the default, `make test`) runs the same examples every
+# time, so a red run is a regression, not bad luck; what searching finds is pinned
+# with @example. "fuzz" (`make fuzz`, HYPOTHESIS_PROFILE=fuzz) searches: random seeds,
+# many examples, and failures kept in .hypothesis/ to be replayed first next time.
+# Tests set only what they need (deadline, health checks), not a fixed max_examples,
+# which would defeat both; one whose examples are costly takes a fraction of the
+# profile's (`max_examples=hypothesis.settings.default.max_examples // 20`).
+hypothesis_settings.register_profile(
+    "ci", derandomize=True, database=None, print_blob=True, deadline=None, max_examples=1000
+)
+hypothesis_settings.register_profile(
+    "fuzz",
+    max_examples=20_000,
+    database=DirectoryBasedExampleDatabase(".hypothesis/examples"),
+    print_blob=True,
+    deadline=None,
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from querylang.evaluator.values import (
     String,
     Value,
     Vector,
-    unique,
+    stacked,
     with_label,
 )
 from querylang.labels import is_valid_label_name
@@ -43,7 +43,7 @@ def aggregate(node: ast.AggregateExpr, vector: Vector, param: Value | None) -> V
     groups: dict[Labels, list[int]] = {}
     for row, key in enumerate(keys):
         groups.setdefault(key, []).append(row)
-    steps = vector.values.shape[1]
+    steps = vector.steps
     out_values = np.zeros((len(groups), steps))
     out_present = np.zeros((len(groups), steps), dtype=bool)
     phi = param.values if isinstance(param, Scalar) else None
@@ -101,7 +101,7 @@ def _top(node: ast.AggregateExpr, vector: Vector, k_values: Floats) -> Vector:
         groups.setdefault(key, []).append(row)
     present = np.zeros_like(vector.present)
     descending = node.op == "topk"
-    for step in range(vector.values.shape[1]):
+    for step in range(vector.steps):
         k_value = k_values[step]
         if not np.isfinite(k_value) or int(k_value) < 1:
             continue  # Go's int64(NaN or ±Inf) is negative: nothing is returned
@@ -121,17 +121,12 @@ def _top(node: ast.AggregateExpr, vector: Vector, k_values: Floats) -> Vector:
 def _count_values(node: ast.AggregateExpr, vector: Vector, label: str) -> Vector:
     if not is_valid_label_name(label):
         raise EvaluationError(f"invalid label name {label!r}")
-    steps = vector.values.shape[1]
-    counts: dict[Labels, np.ndarray] = {}
+    steps = vector.steps
+    counts: dict[Labels, Floats] = {}
     for row, labels in enumerate(vector.labels):
         key = group_labels(labels, node.grouping, node.without)
         for step in np.flatnonzero(vector.present[row]):
             out = with_label(key, label, format_value(vector.values[row, step]))
             counts.setdefault(out, np.zeros(steps))[step] += 1
-    return unique(
-        Vector(
-            list(counts),
-            np.array(list(counts.values())).reshape(len(counts), steps),
-            np.array([c > 0 for c in counts.values()]).reshape(len(counts), steps),
-        )
-    )
+    values = stacked(list(counts.values()), steps, np.float64)
+    return Vector(list(counts), values, values > 0)

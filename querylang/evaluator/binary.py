@@ -15,11 +15,13 @@ from querylang.evaluator.values import (
     METRIC_NAME,
     Floats,
     Labels,
+    Mask,
     Scalar,
     Value,
     Vector,
     drop_name,
     label_value,
+    stacked,
     unique,
 )
 
@@ -102,34 +104,29 @@ def signature(labels: Labels, matching: ast.VectorMatching) -> Labels:
 
 
 def _set_operation(op: str, left: Vector, right: Vector, matching: ast.VectorMatching) -> Vector:
-    left_sigs = [signature(lb, matching) for lb in left.labels]
-    right_sigs = [signature(lb, matching) for lb in right.labels]
-    steps = left.values.shape[1]
+    """and, or, unless: per step, by whether the other side has the signature then."""
+    steps = left.steps
+    none = np.zeros(steps, dtype=bool)
 
-    def presence_by_signature(sigs: list[Labels], vector: Vector) -> dict[Labels, np.ndarray]:
-        found: dict[Labels, np.ndarray] = {}
-        for sig, row in zip(sigs, vector.present, strict=True):
-            found[sig] = found.get(sig, np.zeros(steps, dtype=bool)) | row
+    def presence_by_signature(vector: Vector) -> dict[Labels, Mask]:
+        found: dict[Labels, Mask] = {}
+        for labels, row in zip(vector.labels, vector.present, strict=True):
+            sig = signature(labels, matching)
+            found[sig] = found.get(sig, none) | row
         return found
 
-    right_present = presence_by_signature(right_sigs, right)
-    none = np.zeros(steps, dtype=bool)
+    def kept(vector: Vector, other: dict[Labels, Mask], keep_matched: bool) -> Mask:
+        """`vector`'s presence where the other side does (or does not) have its match."""
+        rows: list[Mask] = []
+        for labels, row in zip(vector.labels, vector.present, strict=True):
+            matched = other.get(signature(labels, matching), none)
+            rows.append(row & matched if keep_matched else row & ~matched)
+        return stacked(rows, steps, np.bool_)
+
     if op in ("and", "unless"):
-        present = np.array(
-            [
-                row
-                & (right_present.get(sig, none) if op == "and" else ~right_present.get(sig, none))
-                for sig, row in zip(left_sigs, left.present, strict=True)
-            ]
-        ).reshape(left.present.shape)
+        present = kept(left, presence_by_signature(right), keep_matched=op == "and")
         return Vector(list(left.labels), left.values, present)
-    left_present = presence_by_signature(left_sigs, left)
-    right_kept = np.array(
-        [
-            row & ~left_present.get(sig, none)
-            for sig, row in zip(right_sigs, right.present, strict=True)
-        ]
-    ).reshape(right.present.shape)
+    right_kept = kept(right, presence_by_signature(left), keep_matched=False)
     return unique(
         Vector(
             list(left.labels) + list(right.labels),
@@ -150,7 +147,7 @@ def _vector_vector(
     one_rows: dict[Labels, list[int]] = {}
     for row, lb in enumerate(one.labels):
         one_rows.setdefault(signature(lb, matching), []).append(row)
-    steps = left.values.shape[1]
+    steps = left.steps
     for sig, rows in one_rows.items():
         if len(rows) > 1 and (one.present[rows].sum(axis=0) > 1).any():
             side = "left" if swap else "right"
@@ -195,9 +192,9 @@ def _vector_vector(
             out_labels.append(_result_labels(many.labels[row], one.labels[other], node, matching))
             out_values.append(np.where(mask, result, 0.0))
             out_present.append(mask)
-    if not out_labels:
-        return Vector.empty(steps)
-    vector = Vector(out_labels, np.array(out_values), np.array(out_present))
+    vector = Vector(
+        out_labels, stacked(out_values, steps, np.float64), stacked(out_present, steps, np.bool_)
+    )
     if matching.card != "one-to-one" and len(set(out_labels)) != len(out_labels):
         by_labels: dict[Labels, list[int]] = {}
         for index, lb in enumerate(out_labels):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 import numpy as np
@@ -25,10 +24,11 @@ from querylang.evaluator.values import (
     drop_name,
     label_value,
     unique,
+    unique_over_time,
     with_label,
 )
 from querylang.labels import is_valid_label_name
-from querylang.regex import anchored
+from querylang.regex import RegexError, anchored
 
 Evaluate = Callable[[ast.Expr, Context], Value]
 Implementation = Callable[[ast.Call, Context, Evaluate], Value]
@@ -99,30 +99,20 @@ def _range_function(call: ast.Call, ctx: Context, evaluate: Evaluate) -> Value:
     if ctx.tier is not None and isinstance(selector, ast.MatrixSelector):
         vector = selector.vector
         ends = selectors.window_ends(ctx.effective_grid(vector.offset_us, vector.at), ctx)
-        return _unique_over_time(tiers.range_function(call, ctx, ends))
+        return unique_over_time(tiers.range_function(call, ctx, ends))
     matrix = _matrix(selector, ctx, evaluate)
-    return _unique_over_time(windows.RANGE_FUNCTIONS[call.func](matrix))
-
-
-def _unique_over_time(vector: Vector) -> Vector:
-    """Prometheus checks a range function's output over the whole matrix: two input
-    series that become one label set is an error even if they never overlap."""
-    kept = np.asarray(vector.present.any(axis=1))
-    labels = [lb for lb, keep in zip(vector.labels, kept, strict=True) if keep]
-    if len(set(labels)) != len(labels):
-        raise EvaluationError("vector cannot contain metrics with the same labelset")
-    return vector
+    return unique_over_time(windows.RANGE_FUNCTIONS[call.func](matrix))
 
 
 def _quantile_over_time(call: ast.Call, ctx: Context, evaluate: Evaluate) -> Value:
     phi = _scalar(call.args[0], ctx, evaluate)
-    return _unique_over_time(windows.quantile_over_time(phi, _matrix(call.args[1], ctx, evaluate)))
+    return unique_over_time(windows.quantile_over_time(phi, _matrix(call.args[1], ctx, evaluate)))
 
 
 def _predict_linear(call: ast.Call, ctx: Context, evaluate: Evaluate) -> Value:
     matrix = _matrix(call.args[0], ctx, evaluate)
     seconds = _scalar(call.args[1], ctx, evaluate)
-    return _unique_over_time(windows.predict_linear(matrix, seconds))
+    return unique_over_time(windows.predict_linear(matrix, seconds))
 
 
 def _absent_labels(expr: ast.Expr) -> Labels:
@@ -228,7 +218,7 @@ def _label_replace(call: ast.Call, ctx: Context, evaluate: Evaluate) -> Value:
     )
     try:
         regex = anchored(pattern)
-    except re.error as exc:
+    except RegexError as exc:
         raise EvaluationError(f"invalid regular expression in label_replace(): {pattern}") from exc
     if not is_valid_label_name(destination):
         raise EvaluationError(f"invalid destination label name in label_replace(): {destination}")
@@ -238,27 +228,8 @@ def _label_replace(call: ast.Call, ctx: Context, evaluate: Evaluate) -> Value:
         if match is None:
             labels.append(lb)
             continue
-        labels.append(with_label(lb, destination, _expand(match, replacement)))
+        labels.append(with_label(lb, destination, regex.expand(replacement, match)))
     return unique(Vector(labels, vector.values, vector.present))
-
-
-_TEMPLATE = re.compile(r"\$(?:\$|\{(\w+)\}|(\w+))")
-
-
-def _expand(match: re.Match[str], template: str) -> str:
-    """Go's `Regexp.Expand`: $1, ${1}, $name, ${name}; $$ is a dollar; unknown → ""."""
-
-    def group(found: re.Match[str]) -> str:
-        if found.group(0) == "$$":
-            return "$"
-        name = found.group(1) or found.group(2)
-        try:
-            value = match.group(int(name) if name.isdigit() else name)
-        except IndexError:  # no such group
-            return ""
-        return value or ""
-
-    return _TEMPLATE.sub(group, template)
 
 
 def _label_join(call: ast.Call, ctx: Context, evaluate: Evaluate) -> Value:

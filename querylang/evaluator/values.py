@@ -8,7 +8,7 @@ keeps each series' samples plus, per step, the end of the window to slide over.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,9 +59,35 @@ def is_stale(values: Floats) -> Mask:
     return values.view(np.uint64) == np.uint64(STALE_NAN_BITS)
 
 
+def _check(name: str, array: npt.NDArray[Any], dtype: type, shape: tuple[int | None, ...]) -> None:
+    """Raise if `array` is not of `dtype` and `shape` (None: any length there)."""
+    fits = array.ndim == len(shape) and all(
+        want is None or have == want for have, want in zip(array.shape, shape, strict=True)
+    )
+    if array.dtype != dtype or not fits:
+        wanted = ", ".join("n" if want is None else str(want) for want in shape)
+        raise TypeError(
+            f"{name} must be {np.dtype(dtype).name} of shape ({wanted}), "
+            f"not {array.dtype.name} of shape {array.shape}"
+        )
+
+
+def stacked(rows: Sequence[npt.NDArray[Any]], steps: int, dtype: type) -> npt.NDArray[Any]:
+    """Per-series rows of `steps` values as one (series, steps) matrix of `dtype`,
+    also when there are no rows (where `np.array([])` would be float and 1-D)."""
+    if not rows:
+        return np.zeros((0, steps), dtype=dtype)
+    return np.array(rows, dtype=dtype).reshape(len(rows), steps)
+
+
 @dataclass
 class Scalar:
+    """One float64 value per step."""
+
     values: Floats
+
+    def __post_init__(self) -> None:
+        _check("Scalar.values", self.values, np.float64, (None,))
 
 
 @dataclass
@@ -71,18 +97,30 @@ class String:
 
 @dataclass
 class Vector:
-    """An instant vector at every step. `sample_times` holds the times of the samples
-    a selector picked (µs), kept only until an operation changes the values, for
-    `timestamp()`."""
+    """An instant vector at every step: float64 `values` and a bool `present` mask,
+    both (series, steps), also when there are no series. `sample_times` holds the
+    times of the samples a selector picked (µs), kept only until an operation changes
+    the values, for `timestamp()`."""
 
     labels: list[Labels]
     values: Floats
     present: Mask
     sample_times: Ints | None = None
 
-    @classmethod
-    def empty(cls, steps: int) -> Vector:
-        return cls([], np.empty((0, steps)), np.zeros((0, steps), dtype=bool))
+    def __post_init__(self) -> None:
+        # Checked, not coerced: a float mask or a 1-D empty array is a slip at its
+        # source (it once crashed `&` far from where it was made), and an empty
+        # (0,) array cannot be coerced anyway, as the number of steps is lost.
+        shape = (len(self.labels), None)
+        _check("Vector.values", self.values, np.float64, shape)
+        _check("Vector.present", self.present, np.bool_, self.values.shape)
+        if self.sample_times is not None:
+            _check("Vector.sample_times", self.sample_times, np.int64, self.values.shape)
+
+    @property
+    def steps(self) -> int:
+        """How many steps the grid has (also with no series)."""
+        return int(self.values.shape[1])
 
 
 @dataclass
@@ -108,9 +146,9 @@ def unique(vector: Vector) -> Vector:
     rows: dict[Labels, list[int]] = {}
     for index, labels in enumerate(vector.labels):
         rows.setdefault(labels, []).append(index)
-    steps = vector.values.shape[1]
+    steps = vector.steps
     labels_out: list[Labels] = []
-    values = np.empty((len(rows), steps))
+    values = np.zeros((len(rows), steps))
     present = np.zeros((len(rows), steps), dtype=bool)
     for out, (labels, group) in enumerate(rows.items()):
         labels_out.append(labels)
@@ -121,3 +159,14 @@ def unique(vector: Vector) -> Vector:
             values[out, mask] = vector.values[row, mask]
             present[out] |= mask
     return Vector(labels_out, values, present)
+
+
+def unique_over_time(vector: Vector) -> Vector:
+    """`vector` if no two series that are present at some step share a label set,
+    else Prometheus's error; it checks the whole matrix of a range function's (or
+    unary minus's) output, so such series clash even if they never overlap."""
+    kept = np.asarray(vector.present.any(axis=1))
+    labels = [lb for lb, keep in zip(vector.labels, kept, strict=True) if keep]
+    if len(set(labels)) != len(labels):
+        raise EvaluationError("vector cannot contain metrics with the same labelset")
+    return unique(vector)  # merges what is left: repeats of series never present

@@ -481,7 +481,10 @@ METRIC_LIKE = st.fixed_dictionaries(
 
 
 @hypothesis_settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    # A fraction of the profile's examples (tests/conftest.py): each one is a request.
+    max_examples=hypothesis_settings.default.max_examples // 7,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     path=st.sampled_from(["/v1/metrics/ingest", "/api/v1/write"]),

@@ -294,7 +294,7 @@ def test_nesting_is_limited(query: str, position: int | None) -> None:
     assert caught.value.position == position
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(st.one_of(st.text(max_size=40), GLUED, SPACED))
 def test_any_text_parses_or_raises_parse_error(query: str) -> None:
     """Anything parses or raises a ParseError pointing into the query, and what

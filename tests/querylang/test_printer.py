@@ -346,7 +346,7 @@ def _binaries(
     return ast.BinaryExpr(op, left, right, return_bool, matching)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(st.one_of(*(_exprs(kind, 3) for kind in ValueType)))
 def test_generated_tree_prints_and_parses_back(expr: ast.Expr) -> None:
     assert without_positions(parse(to_promql(expr))) == expr

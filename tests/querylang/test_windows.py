@@ -146,7 +146,8 @@ series_strategy = st.lists(
 
 
 @pytest.mark.parametrize("name", sorted(windows.RANGE_FUNCTIONS))
-@settings(max_examples=60, deadline=None)
+# A fraction of the profile's examples (tests/conftest.py), for each function.
+@settings(max_examples=settings.default.max_examples // 15, deadline=None)
 @given(
     data=st.lists(series_strategy, min_size=1, max_size=3),
     range_s=st.sampled_from([10, 30, 60, 95]),
