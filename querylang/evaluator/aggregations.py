@@ -101,11 +101,13 @@ def _top(node: ast.AggregateExpr, vector: Vector, k_values: Floats) -> Vector:
         groups.setdefault(key, []).append(row)
     present = np.zeros_like(vector.present)
     descending = node.op == "topk"
+    for k_value in k_values:
+        if not -(2.0**63) <= k_value < 2.0**63:  # NaN too
+            raise EvaluationError(f"Scalar value {_go_value(float(k_value))} overflows int64")
     for step in range(vector.steps):
-        k_value = k_values[step]
-        if not np.isfinite(k_value) or int(k_value) < 1:
-            continue  # Go's int64(NaN or ±Inf) is negative: nothing is returned
-        k = int(k_value)
+        k = int(k_values[step])
+        if k < 1:
+            continue
         for rows in groups.values():
             candidates = [r for r in rows if vector.present[r, step]]
             if not candidates:
@@ -130,3 +132,12 @@ def _count_values(node: ast.AggregateExpr, vector: Vector, label: str) -> Vector
             counts.setdefault(out, np.zeros(steps))[step] += 1
     values = stacked(list(counts.values()), steps, np.float64)
     return Vector(list(counts), values, values > 0)
+
+
+def _go_value(value: float) -> str:
+    """A float as Go's %v prints one (NaN, +Inf, 1e+19)."""
+    if np.isnan(value):
+        return "NaN"
+    if np.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
