@@ -17,5 +17,7 @@ class Maintenance:
     max_buckets_per_run: int
     """Most buckets of one tier a rollup run materialises."""
     repair_batch: int
-    """Most dirty (tenant, metric, minute) rows one repair run recomputes."""
+    """Most dirty (tenant, metric, minute) rows one repair transaction recomputes."""
+    repair_batches_per_run: int
+    """Repair transactions one run chains while the log has more."""
     retention: RetentionDefaults

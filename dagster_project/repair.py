@@ -7,10 +7,9 @@ invalidation log (`vigil.rollup_dirty`)."""
 import dagster as dg
 
 from dagster_project.resources import PostgresResource, RedisResource
-from querylang.repair import repair_and_invalidate
 from storage import rollups
+from storage.repair import repair_and_invalidate
 from storage.tiers import ROLLUP_TIER_NAMES
-from vigil.settings import Settings
 
 # A repair run in one of these states makes the sensor wait rather than request another.
 _IN_FLIGHT = [
@@ -26,9 +25,15 @@ _IN_FLIGHT = [
 def repair_rollups(
     context: dg.OpExecutionContext, postgres: PostgresResource, redis: RedisResource
 ) -> None:
-    """Recompute one batch of dirty buckets in every tier and drop stale cached results."""
+    """Recompute batches of dirty buckets in every tier and drop stale cached results."""
+    maintenance = postgres.maintenance()
     with postgres.connection() as conn:
-        repair = repair_and_invalidate(conn, redis.results_cache(), Settings().rollup.repair_batch)
+        repair = repair_and_invalidate(
+            conn,
+            redis.results_cache(),
+            maintenance.repair_batch,
+            maintenance.repair_batches_per_run,
+        )
     context.log.info(
         f"repaired {len(repair.buckets)} dirty 1m buckets ({repair.rows} tier rows "
         f"rewritten); {len(repair.invalidations)} cached ranges invalidated"

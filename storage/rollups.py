@@ -13,19 +13,24 @@ what every column means). Runs are incremental and idempotent:
 - **Late data** (`mark_late`, called by the sample writer in its own transaction):
   samples at or before the 1m claim are recorded per (tenant, metric, 1m bucket) in
   the invalidation log, `vigil.rollup_dirty`.
-- **Repair** (`repair`): claims dirty buckets the 1m tier already holds, recomputes
-  them from raw, then the 1h and 1d buckets around them from the tier below (where
-  those tiers are built), deletes the log rows, all in one transaction, and says
-  which (tenant, metric, time range) changed so cached query results can be dropped.
+- **Repair** (`repair`): claims dirty buckets the 1m tier already holds, a (tenant,
+  metric) at a time, locking only the log rows it takes (`SKIP LOCKED`: a bucket a
+  writer is marking again is left to the next repair; a writer marking a bucket the
+  repair took waits for its commit, then logs the bucket anew). It coalesces them into
+  contiguous ranges, recomputes each range from raw series by series, then the 1h and
+  1d buckets around them from the tier below (where those tiers are built), deletes
+  the log rows, all in one transaction, and says which (tenant, metric, time range)
+  changed so cached query results can be dropped.
 
 Rollup runs and repairs take one maintenance lock, so they never rewrite a tier
-concurrently.
+concurrently; that is what lets a repair delete its ranges' rows and insert them
+again without ON CONFLICT.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -35,7 +40,7 @@ import psycopg
 from psycopg import sql
 
 from storage.queries import query
-from storage.tiers import ROLLUP_TIERS, TIERS, Tier
+from storage.tiers import MINUTE_US, ROLLUP_TIERS, TIERS, Tier
 from storage.timestamps import to_datetime, to_unix_us
 
 
@@ -155,7 +160,7 @@ def materialise_window(conn: psycopg.Connection, tier: str, low_us: int, high_us
         "high": to_datetime(high_us),
     }
     rows = "raw_rows_window" if spec.source == "raw" else "tier_rows_window"
-    return _upsert(conn, spec, rows, params)
+    return conn.execute(_statement(spec, "upsert_buckets", rows), params).rowcount
 
 
 def mark_late(
@@ -173,13 +178,18 @@ def mark_late(
     late = times_us <= horizon
     count = int(np.count_nonzero(late))
     if count:
-        buckets = ROLLUP_TIERS["1m"].bucket_end(times_us[late])
-        pairs = np.unique(np.stack([series_ids[late], buckets]), axis=1)
+        ids, buckets = series_ids[late], ROLLUP_TIERS["1m"].bucket_end(times_us[late])
+        # Distinct (series, bucket) pairs by a sort and a comparison with the row before:
+        # np.unique(axis=1) took 15 times as long (0.2 s for a backfill's 180k samples).
+        order = np.lexsort((buckets, ids))
+        ids, buckets = ids[order], buckets[order]
+        distinct = np.ones(len(ids), dtype=bool)
+        distinct[1:] = (ids[1:] != ids[:-1]) | (buckets[1:] != buckets[:-1])
         conn.execute(
             query("mark_late_buckets"),
             {
-                "series_ids": pairs[0].tolist(),
-                "buckets": [to_datetime(int(bucket)) for bucket in pairs[1]],
+                "series_ids": ids[distinct].tolist(),
+                "buckets": [to_datetime(int(bucket)) for bucket in buckets[distinct]],
             },
         )
     return count
@@ -194,30 +204,31 @@ def repair(conn: psycopg.Connection, limit: int) -> Repair:
         built = watermarks["1m"].materialised_to_us
         if built is None:
             return Repair((), 0, ())
-        claimed = [
-            DirtyBucket(tenant_id, metric, to_unix_us(bucket))
-            for tenant_id, metric, bucket in conn.execute(
-                query("claim_dirty"), {"materialised_to": to_datetime(built), "limit": limit}
-            )
-        ]
+        claimed = sorted(
+            (
+                DirtyBucket(tenant_id, metric, to_unix_us(bucket))
+                for tenant_id, metric, bucket in conn.execute(
+                    query("claim_dirty"), {"materialised_to": to_datetime(built), "limit": limit}
+                )
+            ),
+            key=_key,
+        )
         rows = 0
         invalidations: list[Invalidation] = []
-        targets = {(b.tenant_id, b.metric, b.bucket_us) for b in claimed}
+        # Each claimed bucket as a one-bucket range; every tier coalesces the ranges below.
+        ranges = [
+            _Range(b.tenant_id, b.metric, b.bucket_us - MINUTE_US, b.bucket_us) for b in claimed
+        ]
         for spec in ROLLUP_TIERS.values():
             built = watermarks[spec.name].materialised_to_us
             if built is None:
                 break
-            targets = {
-                (tenant_id, metric, spec.bucket_end(bucket))
-                for tenant_id, metric, bucket in targets
-                if spec.bucket_end(bucket) <= built
-            }
-            if not targets:
+            ranges = _coarsened(ranges, spec, built)
+            if not ranges:
                 break
-            rows += _repair_tier(conn, spec, sorted(targets))
+            rows += _rewrite(conn, spec, ranges)
             invalidations += [
-                Invalidation(tenant_id, metric, bucket - spec.width_us, bucket)
-                for tenant_id, metric, bucket in sorted(targets)
+                Invalidation(r.tenant_id, r.metric, r.low_us, r.high_us) for r in ranges
             ]
     return Repair(tuple(claimed), rows, tuple(invalidations))
 
@@ -226,40 +237,72 @@ def remark(conn: psycopg.Connection, buckets: Sequence[DirtyBucket]) -> None:
     """Put repaired buckets back in the log, for a repair whose cache invalidation
     failed after its commit: the next repair redoes both."""
     if buckets:
-        conn.execute(query("remark_dirty"), _target_params([_key(b) for b in buckets]))
+        conn.execute(
+            query("remark_dirty"),
+            {
+                "tenant_ids": [b.tenant_id for b in buckets],
+                "metrics": [b.metric for b in buckets],
+                "buckets": [to_datetime(b.bucket_us) for b in buckets],
+            },
+        )
 
 
-def _repair_tier(
-    conn: psycopg.Connection, spec: Tier, targets: Sequence[tuple[UUID, str, int]]
-) -> int:
-    buckets = [bucket for _, _, bucket in targets]
+@dataclass(frozen=True)
+class _Range:
+    """The buckets of (tenant, metric) ending in (low, high] of one tier."""
+
+    tenant_id: UUID
+    metric: str
+    low_us: int
+    high_us: int
+
+
+def _coarsened(ranges: Sequence[_Range], spec: Tier, built_us: int) -> list[_Range]:
+    """The buckets of `spec` holding the finer `ranges` (sorted by tenant, metric and
+    low) and built by `built_us`, as few contiguous ranges as cover them, sorted."""
+    out: list[_Range] = []
+    for fine in ranges:
+        low = spec.floor(fine.low_us)
+        high = min(spec.bucket_end(fine.high_us), spec.floor(built_us))
+        if high <= low:
+            continue
+        key = (fine.tenant_id, fine.metric)
+        if out and (out[-1].tenant_id, out[-1].metric) == key and low <= out[-1].high_us:
+            out[-1] = replace(out[-1], high_us=max(out[-1].high_us, high))
+        else:
+            out.append(_Range(fine.tenant_id, fine.metric, low, high))
+    return out
+
+
+def _rewrite(conn: psycopg.Connection, spec: Tier, ranges: Sequence[_Range]) -> int:
+    """Delete a tier's rows in `ranges` and insert them again from the tier below."""
     params = {
-        **_target_params(targets),
+        "tenant_ids": [r.tenant_id for r in ranges],
+        "metrics": [r.metric for r in ranges],
+        "lows": [to_datetime(r.low_us) for r in ranges],
+        "highs": [to_datetime(r.high_us) for r in ranges],
         "width": _interval(spec.width_us),
-        "low": to_datetime(min(buckets) - spec.width_us),
-        "high": to_datetime(max(buckets)),
+        "low": to_datetime(min(r.low_us for r in ranges)),
+        "high": to_datetime(max(r.high_us for r in ranges)),
     }
-    rows = "raw_rows_targets" if spec.source == "raw" else "tier_rows_targets"
-    return _upsert(conn, spec, rows, params)
+    delete = sql.SQL(query("delete_ranges")).format(target=sql.Identifier("vigil", spec.table))
+    rows = "raw_rows_ranges" if spec.source == "raw" else "tier_rows_ranges"
+    # Never prepared: a generic plan cannot know how many ranges and series it gets
+    # (one, or thousands), nor which chunks the bounds exclude.
+    conn.execute(delete, params, prepare=False)
+    return conn.execute(_statement(spec, "insert_buckets", rows), params, prepare=False).rowcount
 
 
-def _upsert(conn: psycopg.Connection, spec: Tier, rows: str, params: dict[str, object]) -> int:
+def _statement(spec: Tier, statement: str, rows: str) -> sql.Composed:
+    """`statement` (upsert_buckets or insert_buckets) around the tier's aggregate of the
+    named row source."""
     assert spec.source is not None
     source = sql.Identifier("vigil", TIERS[spec.source].view)
     aggregate = sql.SQL(query("rollup_from_raw" if spec.source == "raw" else "rollup_from_tier"))
-    composed = sql.SQL(query("upsert_buckets")).format(
+    return sql.SQL(query(statement)).format(
         target=sql.Identifier("vigil", spec.table),
         aggregate=aggregate.format(rows=sql.SQL(query(rows)).format(source=source)),
     )
-    return conn.execute(composed, params).rowcount
-
-
-def _target_params(targets: Sequence[tuple[UUID, str, int]]) -> dict[str, object]:
-    return {
-        "tenant_ids": [tenant_id for tenant_id, _, _ in targets],
-        "metrics": [metric for _, metric, _ in targets],
-        "buckets": [to_datetime(bucket) for _, _, bucket in targets],
-    }
 
 
 def _key(bucket: DirtyBucket) -> tuple[UUID, str, int]:

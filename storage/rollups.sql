@@ -13,6 +13,14 @@ ON CONFLICT (series_id, bucket) DO UPDATE SET
     last_time = excluded.last_time, last_value = excluded.last_value,
     reset_correction = excluded.reset_correction, increase = excluded.increase;
 
+-- insert_buckets --
+-- Writes the bucket rows `{aggregate}` computes where none exist (a repair deletes its
+-- ranges first): a plain insert, where ON CONFLICT's speculative insertion cost 60 %
+-- more per row (3 M 1m rows, 14.7 s against 23.9 s).
+INSERT INTO {target} (bucket, series_id, samples, sum, min, max, first_time, first_value,
+                      last_time, last_value, reset_correction, increase)
+{aggregate};
+
 -- rollup_from_raw --
 -- The buckets of `{rows}` (bucket, series_id, time, value), one row per series
 -- and bucket, with Prometheus's NaN and counter-reset semantics (Go comparisons: any
@@ -45,14 +53,27 @@ FROM vigil.samples
 WHERE time > %(low)s AND time <= %(high)s
   AND (value <> 'NaN' OR float8send(value) <> '\x7ff0000000000002'::bytea);
 
--- raw_rows_targets --
--- The raw samples (stale markers left out) of the (tenant, metric, bucket end) targets.
-SELECT targets.bucket, s.series_id, s.time, s.value
-FROM unnest(%(tenant_ids)s::uuid[], %(metrics)s::text[], %(buckets)s::timestamptz[])
-     AS targets (tenant_id, metric, bucket)
-JOIN vigil.series AS c ON c.tenant_id = targets.tenant_id AND c.metric = targets.metric
+-- raw_rows_ranges --
+-- The raw samples (stale markers left out) of the series of each (tenant, metric, low,
+-- high) range with low < time <= high, series by series: the targets come in series id
+-- order, so the nested loop over the samples' (series_id, time) index keeps that order
+-- and rollup_from_raw's window sorts one series at a time (an incremental sort) instead
+-- of every row at once. One index range scan per series and range. The rejected simpler
+-- join, one target per dirty minute, rescanned the claim's whole span for every minute
+-- and series and sorted every row at once: for 1000 dirty minutes of 100k series, 1.1 M
+-- index scans read 72 M samples to keep 6.6 M, and the sort spilled 271 MB; repairing 30
+-- minutes of 100k series (18 M samples) took 130 s that way, 39 s this way.
+SELECT time_bucket(%(width)s, s.time - interval '1 microsecond') + %(width)s AS bucket,
+       s.series_id, s.time, s.value
+FROM (
+    SELECT c.id, ranges.low, ranges.high
+    FROM unnest(%(tenant_ids)s::uuid[], %(metrics)s::text[], %(lows)s::timestamptz[],
+                %(highs)s::timestamptz[]) AS ranges (tenant_id, metric, low, high)
+    JOIN vigil.series AS c ON c.tenant_id = ranges.tenant_id AND c.metric = ranges.metric
+    ORDER BY c.id, ranges.low
+) AS targets
 JOIN vigil.samples AS s
-  ON s.series_id = c.id AND s.time > targets.bucket - %(width)s AND s.time <= targets.bucket
+  ON s.series_id = targets.id AND s.time > targets.low AND s.time <= targets.high
 -- Constant bounds as well, which the index scan and chunk exclusion can use.
 WHERE s.time > %(low)s AND s.time <= %(high)s
   AND (s.value <> 'NaN' OR float8send(s.value) <> '\x7ff0000000000002'::bytea);
@@ -90,17 +111,34 @@ SELECT time_bucket(%(width)s, f.bucket - interval '1 microsecond') + %(width)s A
 FROM {source} AS f
 WHERE f.bucket > %(low)s AND f.bucket <= %(high)s;
 
--- tier_rows_targets --
--- The finer buckets of the (tenant, metric, coarse bucket end) targets.
-SELECT targets.bucket, f.series_id, f.samples, f.sum, f.min, f.max, f.first_time,
-       f.first_value, f.last_time, f.last_value, f.reset_correction
-FROM unnest(%(tenant_ids)s::uuid[], %(metrics)s::text[], %(buckets)s::timestamptz[])
-     AS targets (tenant_id, metric, bucket)
-JOIN vigil.series AS c ON c.tenant_id = targets.tenant_id AND c.metric = targets.metric
+-- tier_rows_ranges --
+-- The finer buckets of the series of each (tenant, metric, low, high) range of coarse
+-- buckets, series by series (as raw_rows_ranges, for rollup_from_tier's window).
+SELECT time_bucket(%(width)s, f.bucket - interval '1 microsecond') + %(width)s AS bucket,
+       f.series_id, f.samples, f.sum, f.min, f.max, f.first_time, f.first_value,
+       f.last_time, f.last_value, f.reset_correction
+FROM (
+    SELECT c.id, ranges.low, ranges.high
+    FROM unnest(%(tenant_ids)s::uuid[], %(metrics)s::text[], %(lows)s::timestamptz[],
+                %(highs)s::timestamptz[]) AS ranges (tenant_id, metric, low, high)
+    JOIN vigil.series AS c ON c.tenant_id = ranges.tenant_id AND c.metric = ranges.metric
+    ORDER BY c.id, ranges.low
+) AS targets
 JOIN {source} AS f
-  ON f.series_id = c.id AND f.bucket > targets.bucket - %(width)s AND f.bucket <= targets.bucket
+  ON f.series_id = targets.id AND f.bucket > targets.low AND f.bucket <= targets.high
 -- Constant bounds as well, which the index scan and chunk exclusion can use.
 WHERE f.bucket > %(low)s AND f.bucket <= %(high)s;
+
+-- delete_ranges --
+-- Deletes a tier's rows of the series of each (tenant, metric, low, high) range with
+-- low < bucket <= high, so insert_buckets can write them again without ON CONFLICT.
+DELETE FROM {target} AS r
+USING unnest(%(tenant_ids)s::uuid[], %(metrics)s::text[], %(lows)s::timestamptz[],
+             %(highs)s::timestamptz[]) AS ranges (tenant_id, metric, low, high),
+      vigil.series AS c
+WHERE c.tenant_id = ranges.tenant_id AND c.metric = ranges.metric
+  AND r.series_id = c.id AND r.bucket > ranges.low AND r.bucket <= ranges.high
+  AND r.bucket > %(low)s AND r.bucket <= %(high)s;
 
 -- select_watermarks --
 -- Every tier's watermarks.
@@ -165,16 +203,28 @@ SELECT * FROM unnest(%(tenant_ids)s::uuid[], %(metrics)s::text[], %(buckets)s::t
 ON CONFLICT DO NOTHING;
 
 -- claim_dirty --
--- Takes up to `limit` dirty buckets the 1m tier already holds, oldest first.
-DELETE FROM vigil.rollup_dirty
-WHERE (tenant_id, metric, bucket) IN (
-    SELECT tenant_id, metric, bucket FROM vigil.rollup_dirty
+-- Takes up to `limit` dirty buckets the 1m tier already holds, a (tenant, metric) at a
+-- time, the one holding the oldest bucket first, so its buckets are repaired together
+-- as ranges (and its 1h and 1d buckets once) rather than spread over every batch; rows
+-- a writer holds are skipped, and left to a later repair. Only the rows taken are locked.
+WITH oldest AS (
+    SELECT tenant_id, metric, min(bucket) AS bucket
+    FROM vigil.rollup_dirty
     WHERE bucket <= %(materialised_to)s
-    ORDER BY bucket
+    GROUP BY tenant_id, metric
+), taken AS (
+    SELECT d.tenant_id, d.metric, d.bucket
+    FROM vigil.rollup_dirty AS d
+    JOIN oldest AS o ON o.tenant_id = d.tenant_id AND o.metric = d.metric
+    WHERE d.bucket <= %(materialised_to)s
+    ORDER BY o.bucket, d.tenant_id, d.metric, d.bucket
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF d SKIP LOCKED
 )
-RETURNING tenant_id, metric, bucket;
+DELETE FROM vigil.rollup_dirty AS d
+USING taken
+WHERE d.tenant_id = taken.tenant_id AND d.metric = taken.metric AND d.bucket = taken.bucket
+RETURNING d.tenant_id, d.metric, d.bucket;
 
 -- count_dirty --
 -- How many dirty (tenant, metric, 1m bucket) rows wait for repair.

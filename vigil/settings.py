@@ -159,7 +159,15 @@ class RollupSettings(BaseModel):
         "spread over runs).",
     )
     repair_batch: int = Field(
-        default=1_000, ge=1, description="Most dirty (tenant, metric, minute) rows per repair run."
+        default=1_000,
+        ge=1,
+        description="Most dirty (tenant, metric, minute) rows one repair transaction takes.",
+    )
+    repair_batches_per_run: int = Field(
+        default=20,
+        ge=1,
+        description="Repair transactions one repair job run may chain while the log has "
+        "more, so a backfill is repaired at least as fast as it is ingested.",
     )
     points_per_step: float = Field(
         default=1.0,

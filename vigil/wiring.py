@@ -179,6 +179,7 @@ def maintenance(settings: Settings) -> Maintenance:
         settle_us=rollup.settle // timedelta(microseconds=1),
         max_buckets_per_run=rollup.max_buckets_per_run,
         repair_batch=rollup.repair_batch,
+        repair_batches_per_run=rollup.repair_batches_per_run,
         retention=retention_defaults(settings),
     )
 

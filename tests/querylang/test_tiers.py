@@ -21,13 +21,13 @@ import pytest
 from querylang.engine import QueryEngine, TierPolicy
 from querylang.limits import QueryLimits
 from querylang.parser import parse
-from querylang.repair import repair_and_invalidate
 from querylang.result import QueryResult
 from querylang.results_cache import ResultsCache
 from querylang.service import QueryService
 from querylang.timegrid import TimeGrid
 from storage import rollups, tenants
 from storage.database import Pool, connect
+from storage.repair import repair_and_invalidate
 from storage.samples import SampleBatch, SampleWriter, SeriesSamples
 from storage.series import SeriesCatalog, SeriesKey
 from storage.tiers import ROLLUP_TIERS

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from storage import rollups, tenants
 from storage.database import connect
+from storage.queries import query
 from storage.samples import SampleBatch, SampleWriter, SeriesSamples
 from storage.series import SeriesCatalog, SeriesKey
 from storage.tiers import ROLLUP_TIERS
@@ -255,3 +256,210 @@ def test_watermark_runs_catch_up_in_bounded_steps_resume_dead_claims_and_skip_wh
 
         hours = rollups.materialise(conn, "1h", now, MINUTE_US, max_buckets=60)
         assert hours.rows == 3 and hours.end_us == start + 3 * HOUR_US
+
+
+def _tier_rows(conn: psycopg.Connection, tier: str) -> dict[tuple[int, int], tuple[object, ...]]:
+    """Every row of a tier by (series, bucket end), NaN spelled so that rows compare."""
+    rows = conn.execute(f"SELECT series_id, bucket, {COLUMNS} FROM vigil.rollup_{tier}")
+    return {
+        (row[0], to_unix_us(row[1])): tuple(
+            "NaN" if isinstance(value, float) and math.isnan(value) else value for value in row[2:]
+        )
+        for row in rows
+    }
+
+
+def _assert_same_tiers(
+    conn: psycopg.Connection, want: dict[str, dict[tuple[int, int], tuple[object, ...]]]
+) -> None:
+    for tier in ROLLUP_TIERS:
+        got = _tier_rows(conn, tier)
+        assert got.keys() == want[tier].keys(), tier
+        differing = [(key, got[key], want[tier][key]) for key in got if got[key] != want[tier][key]]
+        assert not differing, "\n".join(map(repr, [tier, len(differing), *differing[:3]]))
+
+
+def _set_watermarks(conn: psycopg.Connection, built: dict[str, int]) -> None:
+    for tier, high in built.items():
+        conn.execute(
+            "UPDATE vigil.rollup_watermark SET claimed_to = %(high)s, materialised_to = %(high)s "
+            "WHERE tier = %(tier)s",
+            {"tier": tier, "high": to_datetime(high)},
+        )
+
+
+def _late(metric: str, series: int, times_us: list[int], values: list[float]) -> SeriesSamples:
+    return SeriesSamples(
+        SeriesKey.of(metric, {"s": str(series)}),
+        np.asarray(times_us, np.int64),
+        np.asarray(values, np.float64),
+    )
+
+
+@pytest.mark.parametrize("limit", [1, 4, 1000])
+def test_repairing_late_samples_of_many_metrics_and_ranges_equals_a_rebuild(
+    fresh_database_url: str, limit: int
+) -> None:
+    t0 = REGION_US + 4000 * DAY_US  # a midnight
+    times = np.arange(t0 - 3 * HOUR_US + 5 * SECOND_US, t0 + 2 * HOUR_US, 15 * SECOND_US)
+    steps = np.arange(len(times), dtype=np.float64)
+    with connect(fresh_database_url) as conn:
+        tenant = tenants.create_tenant(conn, "repaired").tenant
+        other = tenants.create_tenant(conn, "untouched").tenant
+        write(
+            conn,
+            tenant.id,
+            [
+                _late("requests_total", 0, times.tolist(), (steps * 3).tolist()),
+                _late("requests_total", 1, times.tolist(), (steps % 100).tolist()),  # resets
+                _late("temperature", 0, times.tolist(), np.sin(steps / 9).tolist()),
+                _late("temperature", 1, times.tolist(), np.cos(steps / 7).tolist()),
+                _late("sparse", 0, times[::40].tolist(), steps[::40].tolist()),  # every 10 min
+            ],
+        )
+        write(conn, other.id, [_late("requests_total", 0, times.tolist(), steps.tolist())])
+        # 1m and 1h hold two hours past midnight, 1d the day before it.
+        built = {"1m": t0 + 2 * HOUR_US, "1h": t0 + 2 * HOUR_US, "1d": t0}
+        for tier, high in built.items():
+            rollups.materialise_window(conn, tier, t0 - DAY_US, high)
+        _set_watermarks(conn, built)
+
+        minute = [t0 - 2 * HOUR_US + m * MINUTE_US for m in range(60)]
+        gap = t0 - HOUR_US + 5 * MINUTE_US + 3 * SECOND_US  # in a minute that had no sample
+        write(
+            conn,
+            tenant.id,
+            [
+                # Never at a time the series already has a sample: which of two samples
+                # at one time comes first is arbitrary, in a rebuild as in a repair.
+                # A 5-minute range and a 1-minute one in one hour, with counter resets.
+                _late(
+                    "requests_total",
+                    0,
+                    [minute[m] + 7 * SECOND_US for m in (10, 11, 12, 13, 14, 40)],
+                    [5.0, 1e9, 2.0, 3.0, 0.0, 1.0],
+                ),
+                _late("requests_total", 1, [minute[12] + 7 * SECOND_US], [0.0]),
+                # Two minutes across midnight: two 1h buckets, and only the 1d one built.
+                _late("temperature", 0, [t0 - 23 * SECOND_US, t0 + 23 * SECOND_US], [math.nan, 5]),
+                _late("temperature", 1, [t0 - 23 * SECOND_US], [STALE_NAN]),
+                # The last minute the tiers hold, and a minute that had no sample.
+                _late(
+                    "sparse",
+                    0,
+                    [t0 + 2 * HOUR_US - 20 * SECOND_US, gap],
+                    [7.0, 8.0],
+                ),
+            ],
+        )
+        dirty = rollups.dirty_count(conn)
+        assert dirty == 10
+        repairs = []
+        while (done := rollups.repair(conn, limit)).buckets:
+            assert len(done.buckets) <= limit
+            repairs.append(done)
+        assert sum(len(done.buckets) for done in repairs) == dirty
+        assert rollups.dirty_count(conn) == 0
+        assert {i.tenant_id for done in repairs for i in done.invalidations} == {tenant.id}
+        if limit >= dirty:  # one repair: its ranges are the islands of dirty buckets
+            (only,) = repairs
+            m = MINUTE_US
+            assert sorted((i.metric, i.start_us, i.end_us) for i in only.invalidations) == sorted(
+                [
+                    ("requests_total", minute[10], minute[15]),
+                    ("requests_total", minute[40], minute[41]),
+                    ("requests_total", t0 - 2 * HOUR_US, t0 - HOUR_US),
+                    ("requests_total", t0 - DAY_US, t0),
+                    ("temperature", t0 - m, t0 + m),
+                    ("temperature", t0 - HOUR_US, t0 + HOUR_US),
+                    ("temperature", t0 - DAY_US, t0),
+                    ("sparse", t0 - HOUR_US + 5 * m, t0 - HOUR_US + 6 * m),
+                    ("sparse", t0 + 2 * HOUR_US - m, t0 + 2 * HOUR_US),
+                    ("sparse", t0 - HOUR_US, t0),
+                    ("sparse", t0 + HOUR_US, t0 + 2 * HOUR_US),
+                    ("sparse", t0 - DAY_US, t0),
+                ]
+            )
+        repaired = {tier: _tier_rows(conn, tier) for tier in ROLLUP_TIERS}
+        (sparse,) = ids_of(conn, tenant.id, "sparse")
+        at = to_datetime(gap)
+        assert repaired["1m"][sparse, t0 - HOUR_US + 6 * MINUTE_US] == (
+            *(1, 8.0, 8.0, 8.0, at, 8.0, at, 8.0, 0.0, 0.0),
+        )
+
+        # Every tier, rebuilt from nothing, equals what the repairs left.
+        for tier in ROLLUP_TIERS:
+            conn.execute(f"DELETE FROM vigil.rollup_{tier}")
+        for tier, high in built.items():
+            rollups.materialise_window(conn, tier, t0 - DAY_US, high)
+        _assert_same_tiers(conn, repaired)
+
+        # Repairing the same buckets again rewrites identical rows.
+        rollups.remark(conn, [bucket for done in repairs for bucket in done.buckets])
+        while rollups.repair(conn, limit).buckets:
+            pass
+        _assert_same_tiers(conn, repaired)
+
+
+def ids_of(conn: psycopg.Connection, tenant_id: uuid.UUID, metric: str) -> list[int]:
+    rows = conn.execute(
+        "SELECT id FROM vigil.series WHERE tenant_id = %s AND metric = %s ORDER BY labels->>'s'",
+        (tenant_id, metric),
+    )
+    return [series_id for (series_id,) in rows]
+
+
+def test_a_repair_claims_around_buckets_writers_hold_and_locks_only_what_it_takes(
+    fresh_database_url: str,
+) -> None:
+    t0 = REGION_US + 4000 * DAY_US  # a midnight
+    times = np.arange(t0 - HOUR_US + 5 * SECOND_US, t0, 15 * SECOND_US)
+    with connect(fresh_database_url) as conn, connect(fresh_database_url) as writer:
+        tenant = tenants.create_tenant(conn, "contended").tenant
+        write(conn, tenant.id, [_late(m, 0, times.tolist(), [1.0] * len(times)) for m in "ab"])
+        built = {"1m": t0, "1h": t0, "1d": t0}
+        for tier, high in built.items():
+            rollups.materialise_window(conn, tier, t0 - DAY_US, high)
+        _set_watermarks(conn, built)
+        a, b = (ids_of(conn, tenant.id, metric)[0] for metric in "ab")
+        minute = [t0 - HOUR_US + m * MINUTE_US for m in range(60)]
+        late = {"a": [minute[10], minute[20], minute[40]], "b": [minute[30], minute[50]]}
+        write(
+            conn,
+            tenant.id,
+            [
+                _late(m, 0, [at + 7 * SECOND_US for at in ends], [2.0] * len(ends))
+                for m, ends in late.items()
+            ],
+        )
+        conn.execute("SET lock_timeout = '5s'")
+        writer.execute("SET lock_timeout = '5s'")
+
+        # A writer marking a's minute 10 late again holds its log row until it commits: a
+        # repair takes the other buckets, without waiting for it.
+        with writer.transaction():
+            rollups.mark_late(writer, np.array([a]), np.array([minute[10] + 9 * SECOND_US]))
+            done = rollups.repair(conn, limit=100)
+        assert sorted((d.metric, d.bucket_us) for d in done.buckets) == [
+            ("a", minute[21]),
+            ("a", minute[41]),
+            ("b", minute[31]),
+            ("b", minute[51]),
+        ]
+        assert [d.bucket_us for d in rollups.repair(conn, limit=100).buckets] == [minute[11]]
+
+        # While a claim is held, a writer marking a bucket it did not take never waits:
+        # the claim locks only the rows it takes (a's, whose oldest bucket comes first).
+        rollups.mark_late(
+            writer, np.array([a, b, b]), np.array([minute[50], minute[5], minute[55]])
+        )
+        with conn.transaction():
+            taken = conn.execute(
+                query("claim_dirty"), {"materialised_to": to_datetime(t0), "limit": 2}
+            ).fetchall()
+            assert [(metric, to_unix_us(bucket)) for _, metric, bucket in taken] == [
+                ("b", minute[5]),
+                ("b", minute[55]),
+            ]
+            rollups.mark_late(writer, np.array([a]), np.array([minute[50] - SECOND_US]))
+        assert rollups.dirty_count(conn) == 1
