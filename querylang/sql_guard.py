@@ -38,6 +38,10 @@ VIEWS = frozenset({"samples", "series"})
 """The documented views: the only relations a statement may read besides its CTEs."""
 
 MAX_SQL_CHARS = 100_000
+MAX_NESTING = 32
+"""Deepest parenthesis nesting a statement may have: the parser recurses per level, and
+refusing before it parses keeps it far from Python's recursion limit (where it would
+fail near depth 45, and any finalizer that ran in that stack would fail too)."""
 
 _DIALECT = "postgres"
 
@@ -293,9 +297,40 @@ def run_sql(runner: SqlRunner, tenant_id: UUID, text: str) -> SqlRows:
         raise EvaluationError(f"the statement failed: {exc}") from exc
 
 
+def _nesting(text: str) -> int:
+    """The deepest parenthesis nesting of `text` outside quotes and comments."""
+    depth = deepest = 0
+    position, length = 0, len(text)
+    while position < length:
+        char = text[position]
+        if char in "'\"":
+            end = text.find(char, position + 1)
+            position = length if end < 0 else end + 1
+            continue
+        if text.startswith("--", position):
+            end = text.find("\n", position)
+            position = length if end < 0 else end + 1
+            continue
+        if text.startswith("/*", position):
+            end = text.find("*/", position + 2)
+            position = length if end < 0 else end + 2
+            continue
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+        position += 1
+    return deepest
+
+
 def _parse(text: str) -> exp.Expr:
     if len(text) > MAX_SQL_CHARS:
         raise SqlRejected(f"the statement is longer than {MAX_SQL_CHARS} characters")
+    if _nesting(text) > MAX_NESTING:
+        raise SqlRejected(
+            f"the statement is nested too deeply (more than {MAX_NESTING} parentheses)"
+        )
     try:
         parsed = sqlglot.parse(text, dialect=_DIALECT)
         # A trailing comment after the last `;` parses as a Semicolon node: not a statement.

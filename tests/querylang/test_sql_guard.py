@@ -70,6 +70,9 @@ ACCEPTED = [
     ("SELECT $$ it's $$ AS x", "SELECT ' it''s ' AS \"x\""),
     ("SELECT E'\\'' AS x", "SELECT e'''' AS \"x\""),
     ("SELECT x FROM (VALUES (1), (2)) AS v(x)", 'SELECT "x" FROM (VALUES (1), (2)) AS "v"("x")'),
+    # Parentheses in strings and comments do not count towards the nesting limit.
+    ("SELECT '" + "(" * 40 + "' AS x -- " + "(" * 40, "SELECT '" + "(" * 40 + '\' AS "x"'),
+    ("SELECT " + "(" * 32 + "1" + ")" * 32, "SELECT " + "(" * 32 + "1" + ")" * 32),
 ]
 
 
@@ -157,6 +160,7 @@ REJECTED = [
     ("SELECT %s", "parameter"),
     ("SELECT x" + " " * MAX_SQL_CHARS, "longer than"),
     ("SELECT " + "(" * 2000 + "1" + ")" * 2000, "nested too deeply"),
+    ("SELECT " + "(" * 33 + "1" + ")" * 33, "more than 32 parentheses"),
 ]
 
 
